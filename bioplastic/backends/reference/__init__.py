@@ -1,0 +1,53 @@
+"""Backend ``reference``: the abstract rule in numpy float64, the specification of every backend."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...init import initial_weights
+from ...rules import forward, get_rule, train_step
+from .._base import AbstractRunner, check_batch, check_weights
+
+
+class ReferenceRunner(AbstractRunner):
+    """Runs :func:`bioplastic.rules.train_step` on a dict of float64 arrays.
+
+    Parameters
+    ----------
+    circuit : bioplastic.Circuit
+    weights : mapping, optional
+        Initial weights; defaults to :func:`bioplastic.init.initial_weights`.
+    """
+
+    backend = "reference"
+
+    def __init__(self, circuit, weights=None):
+        super().__init__(circuit)
+        self.rule = get_rule(circuit.rule, circuit.subspace)
+        self.weights = initial_weights(circuit)
+        if weights is not None:
+            self.set_weights(weights)
+
+    def get_weights(self):
+        return {k: v.copy() for k, v in self.weights.items()}
+
+    def set_weights(self, weights):
+        self.weights.update(check_weights(self.circuit, weights))
+
+    def train_step(self, x, y):
+        x, y = check_batch(self.circuit, x, y)
+        p = self.circuit.params
+        result = train_step(self.weights, x, y, self.rule, self.circuit.activation,
+                            p.lr, p.feedback_lr, p.decay)
+        self.weights = result.weights
+        return result.loss
+
+    def predict(self, x):
+        x, _ = check_batch(self.circuit, x)
+        _, h = forward(self.weights, x, self.circuit.n_layers, self.circuit.activation)
+        return h[-1]
+
+
+def build(circuit, **options) -> ReferenceRunner:
+    """Build a :class:`ReferenceRunner` (options: ``weights``)."""
+    return ReferenceRunner(circuit, **options)

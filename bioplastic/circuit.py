@@ -1,0 +1,440 @@
+"""Circuits as data: populations (nodes) and projections (edges) of a ``networkx.DiGraph``.
+
+A circuit says *what is connected to what and how each synapse learns*; it holds no arrays and no
+simulator objects. Backends (``bioplastic.build``) translate it.
+
+Conventions
+-----------
+Every projection's matrix is stored **(post, pre)**. For a layered network with sizes
+``n_0 (input), n_1, ..., n_L = d (output)`` and layers numbered from 1 at the first hidden layer:
+
+* ``W{l}``: forward weights ``hidden{l-1} -> hidden{l}``, shape ``(n_l, n_{l-1})``; ``b{l}`` the bias of
+  population ``l``;
+* ``B{l}``: feedback into layer ``l-1`` carrying the error of layer ``l``, shape ``(n_{l-1}, n_l)``
+  (rules ``bp``, ``fa``, ``kp``); for ``dfa`` ``B{l}`` carries the output error straight to layer ``l``,
+  shape ``(n_l, d)``;
+* ``P{l}``: layer-``l`` error -> bottleneck population ``feedback{l}`` of ``r_l`` neurons, ``(r_l, n_l)``;
+  ``Q{l}``: bottleneck -> layer ``l-1``, ``(n_{l-1}, r_l)``; so the feedback is ``B_l = Q_l P_l``.
+
+Node attributes (a population): ``size``, ``role`` (one of :data:`POPULATION_ROLES`), ``activation``,
+``neuron``, ``bias``. Edge attributes (a projection): ``name`` (the weight key above), ``role`` (one of
+:data:`PROJECTION_ROLES`), ``rule`` (how it changes, one of :data:`PLASTICITY`), ``init``.
+Circuit-wide learning parameters live in ``graph.graph``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+#: Roles a population can play.
+POPULATION_ROLES = ("input", "hidden", "output", "target", "error", "feedback")
+#: Roles a projection can play.
+PROJECTION_ROLES = ("forward", "feedback", "error")
+#: How a projection's synapses change. ``sgd``: the forward update -lr * delta h^T;
+#: ``transport``: a copy of the forward weights (bp); ``fixed``: never; ``kp``: Kolen-Pollack;
+#: ``normative``, ``local``, ``oja``: the LDFA subspace rules (see :mod:`bioplastic.rules.ldfa`).
+PLASTICITY = ("sgd", "transport", "fixed", "kp", "normative", "local", "oja")
+#: Credit-assignment rules a circuit can be built for.
+RULES = ("bp", "fa", "dfa", "kp", "ldfa")
+#: Ways the LDFA factors Q and P can learn.
+SUBSPACES = ("fixed", "normative", "local", "oja")
+#: Unit nonlinearities understood by every backend.
+ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
+#: Initialisations (see :mod:`bioplastic.init`).
+INITS = ("normal", "svd", "orthonormal", "identity", "negative_identity", "transpose", "zeros")
+#: Neuron models; ``rate`` is the only one every backend implements.
+NEURONS = ("rate",)
+
+
+class CircuitError(ValueError):
+    """A circuit is inconsistent; the message names the population or projection at fault."""
+
+
+def _choice_error(what: str, value: Any, options) -> CircuitError:
+    return CircuitError(f"unknown {what} {value!r}; valid options: {', '.join(map(str, options))}")
+
+
+@dataclass(frozen=True)
+class Population:
+    """A group of neurons with one role.
+
+    Parameters
+    ----------
+    name : str
+        Node key in the graph, e.g. ``"hidden1"``.
+    size : int
+        Number of neurons (> 0).
+    role : str
+        One of :data:`POPULATION_ROLES`.
+    activation : str
+        Rate nonlinearity f of the population, one of :data:`ACTIVATIONS`.
+    neuron : str
+        Neuron model, one of :data:`NEURONS`.
+    bias : bool
+        Whether the population has a learnt bias (key ``b{l}``).
+    """
+
+    name: str
+    size: int
+    role: str
+    activation: str = "linear"
+    neuron: str = "rate"
+    bias: bool = False
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Synapses from population ``pre`` to population ``post``; the matrix is (post.size, pre.size).
+
+    Parameters
+    ----------
+    name : str
+        Weight key (``W2``, ``B3``, ``P2``, ``Q2``, ...).
+    pre, post : str
+        Population names.
+    role : str
+        One of :data:`PROJECTION_ROLES`.
+    rule : str
+        Plasticity, one of :data:`PLASTICITY`.
+    init : str
+        Initialisation, one of :data:`INITS`.
+    layer : int
+        Layer index l the projection belongs to (its key's number).
+    """
+
+    name: str
+    pre: str
+    post: str
+    role: str
+    rule: str
+    init: str = "normal"
+    layer: int = 0
+
+
+@dataclass(frozen=True)
+class LearningParams:
+    """Circuit-wide learning parameters (dimensionless; one step = one batch).
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate of forward weights and biases (> 0).
+    feedback_lr : float
+        Learning rate of plastic feedback factors (B for kp, P and Q for learnt subspaces; >= 0).
+    decay : float
+        Weight decay lambda: every decayed matrix M moves by ``-eta * (grad + lambda * M)``. Applies to
+        forward weights and plastic feedback factors, not to biases.
+    seed : int
+        Seed of the initial weights.
+    """
+
+    lr: float = 0.05
+    feedback_lr: float = 0.05
+    decay: float = 0.0
+    seed: int = 0
+
+
+class Circuit:
+    """A network as populations and projections in a ``networkx.DiGraph``.
+
+    Build one with a builder from the ``circuits`` package (``circuits.mlp``) rather than by hand.
+
+    Parameters
+    ----------
+    graph : networkx.DiGraph
+        Nodes carry :class:`Population` fields, edges :class:`Projection` fields; ``graph.graph``
+        carries ``rule``, ``subspace`` and the :class:`LearningParams` fields.
+    """
+
+    def __init__(self, graph: nx.DiGraph):
+        self.graph = graph
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_records(cls, populations, projections, **attrs) -> "Circuit":
+        """Assemble a circuit from :class:`Population` and :class:`Projection` records."""
+        g = nx.DiGraph(**attrs)
+        for pop in populations:
+            fields = dataclasses.asdict(pop)
+            g.add_node(fields.pop("name"), **fields)
+        for proj in projections:
+            fields = dataclasses.asdict(proj)
+            pre, post = fields.pop("pre"), fields.pop("post")
+            if g.has_edge(pre, post):
+                raise CircuitError(
+                    f"two projections {g.edges[pre, post]['name']!r} and {proj.name!r} both go "
+                    f"{pre!r} -> {post!r}; a circuit holds one projection per ordered pair"
+                )
+            g.add_edge(pre, post, **fields)
+        return cls(g)
+
+    # ----------------------------------------------------------------- queries
+    @property
+    def rule(self) -> str:
+        """Credit-assignment rule, one of :data:`RULES`."""
+        return self.graph.graph["rule"]
+
+    @property
+    def subspace(self) -> str | None:
+        """LDFA subspace rule, or None for other rules."""
+        return self.graph.graph.get("subspace")
+
+    @property
+    def params(self) -> LearningParams:
+        """The circuit's :class:`LearningParams`."""
+        names = [f.name for f in dataclasses.fields(LearningParams)]
+        return LearningParams(**{k: self.graph.graph[k] for k in names if k in self.graph.graph})
+
+    def population(self, name: str) -> Population:
+        """The :class:`Population` record of node ``name``."""
+        if name not in self.graph:
+            raise CircuitError(f"no population {name!r}; populations: {', '.join(self.graph.nodes)}")
+        return Population(name=name, **self.graph.nodes[name])
+
+    @property
+    def populations(self) -> dict[str, Population]:
+        """All populations by name."""
+        return {n: self.population(n) for n in self.graph.nodes}
+
+    @property
+    def projections(self) -> dict[str, Projection]:
+        """All projections by weight key."""
+        out = {}
+        for pre, post, attrs in self.graph.edges(data=True):
+            out[attrs["name"]] = Projection(pre=pre, post=post, **attrs)
+        return out
+
+    def projection(self, name: str) -> Projection:
+        """The :class:`Projection` with weight key ``name``."""
+        projections = self.projections
+        if name not in projections:
+            raise CircuitError(f"no projection {name!r}; projections: {', '.join(sorted(projections))}")
+        return projections[name]
+
+    def shape(self, name: str) -> tuple[int, int]:
+        """(post, pre) shape of projection ``name``."""
+        proj = self.projection(name)
+        return (self.graph.nodes[proj.post]["size"], self.graph.nodes[proj.pre]["size"])
+
+    @property
+    def layers(self) -> list[str]:
+        """Populations of the forward chain, input first, output last."""
+        inputs = [n for n, r in self.graph.nodes(data="role") if r == "input"]
+        if len(inputs) != 1:
+            raise CircuitError(f"a circuit needs exactly one input population, found {inputs}")
+        chain = [inputs[0]]
+        while True:
+            nxt = [v for _, v, r in self.graph.out_edges(chain[-1], data="role") if r == "forward"]
+            if not nxt:
+                return chain
+            if len(nxt) > 1 or nxt[0] in chain:
+                raise CircuitError(f"population {chain[-1]!r} has forward projections to {nxt}; "
+                                   "the forward pathway must be a simple chain")
+            chain.append(nxt[0])
+
+    @property
+    def sizes(self) -> list[int]:
+        """Population sizes along the forward chain: [n_0, n_1, ..., n_L]."""
+        return [self.graph.nodes[n]["size"] for n in self.layers]
+
+    @property
+    def n_layers(self) -> int:
+        """Number of weight layers L."""
+        return len(self.layers) - 1
+
+    @property
+    def activation(self) -> str:
+        """Activation shared by the hidden populations (``linear`` when there are none)."""
+        hidden = {self.graph.nodes[n]["activation"] for n in self.layers[1:-1]}
+        if len(hidden) > 1:
+            raise CircuitError(f"hidden populations mix activations {sorted(hidden)}")
+        return hidden.pop() if hidden else "linear"
+
+    @property
+    def ranks(self) -> dict[int, int]:
+        """Feedback rank of each LDFA pathway, by layer index l (the pathway into layer l-1)."""
+        return {p.layer: self.shape(p.name)[0] for p in self.projections.values()
+                if p.name.startswith("P")}
+
+    def weight_keys(self) -> list[str]:
+        """Keys a runner's ``get_weights`` returns: W, b, then feedback matrices, in layer order."""
+        keys = [f"W{l}" for l in range(1, self.n_layers + 1)]
+        keys += [f"b{l}" for l, n in enumerate(self.layers) if l and self.graph.nodes[n]["bias"]]
+        fb = [p for p in self.projections.values() if p.role == "feedback" and p.rule != "transport"]
+        keys += [p.name for p in sorted(fb, key=lambda p: (p.layer, p.name))]
+        return keys
+
+    # ----------------------------------------------------------------- validation
+    def validate(self) -> "Circuit":
+        """Check the circuit is consistent; raise :class:`CircuitError` naming what is wrong.
+
+        Returns the circuit so calls can be chained.
+        """
+        g = self.graph
+        if g.graph.get("rule") not in RULES:
+            raise _choice_error("rule", g.graph.get("rule"), RULES)
+        if g.graph["rule"] == "ldfa" and g.graph.get("subspace") not in SUBSPACES:
+            raise _choice_error("subspace", g.graph.get("subspace"), SUBSPACES)
+        for name, attrs in g.nodes(data=True):
+            size = attrs.get("size")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+                raise CircuitError(f"population {name!r} has size {size!r}; sizes are positive integers")
+            if attrs.get("role") not in POPULATION_ROLES:
+                raise _choice_error(f"role of population {name!r}:", attrs.get("role"), POPULATION_ROLES)
+            if attrs.get("activation") not in ACTIVATIONS:
+                raise _choice_error(f"activation of population {name!r}:", attrs.get("activation"),
+                                    ACTIVATIONS)
+            if attrs.get("neuron") not in NEURONS:
+                raise _choice_error(f"neuron model of population {name!r}:", attrs.get("neuron"), NEURONS)
+        names = [a.get("name") for _, _, a in g.edges(data=True)]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise CircuitError(f"projection names must be unique; repeated: {dupes}")
+        for pre, post, attrs in g.edges(data=True):
+            label = f"projection {attrs.get('name')!r} ({pre} -> {post})"
+            if attrs.get("role") not in PROJECTION_ROLES:
+                raise _choice_error(f"role of {label}:", attrs.get("role"), PROJECTION_ROLES)
+            if attrs.get("rule") not in PLASTICITY:
+                raise _choice_error(f"plasticity of {label}:", attrs.get("rule"), PLASTICITY)
+            if attrs.get("init") not in INITS:
+                raise _choice_error(f"init of {label}:", attrs.get("init"), INITS)
+        layers = self.layers
+        roles = [g.nodes[n]["role"] for n in layers]
+        if roles[-1] != "output" or any(r != "hidden" for r in roles[1:-1]) or len(layers) < 2:
+            raise CircuitError(f"forward chain {layers} has roles {roles}; expected input, hidden..., output")
+        for l in range(1, len(layers)):
+            proj = g.edges[layers[l - 1], layers[l]]
+            if proj["name"] != f"W{l}":
+                raise CircuitError(f"forward projection {layers[l-1]} -> {layers[l]} is named "
+                                   f"{proj['name']!r}; expected 'W{l}'")
+        self._validate_feedback(layers)
+        return self
+
+    def _validate_feedback(self, layers: list[str]) -> None:
+        """Each rule needs its own feedback pathway; check it is complete and of the right shape."""
+        rule, L = self.rule, len(layers) - 1
+        sizes = [self.graph.nodes[n]["size"] for n in layers]
+        proj = self.projections
+        error_pops = [n for n, r in self.graph.nodes(data="role") if r == "error"]
+        if len(error_pops) != 1:
+            raise CircuitError(f"a circuit needs exactly one error population, found {error_pops}")
+        if self.graph.nodes[error_pops[0]]["size"] != sizes[-1]:
+            raise CircuitError(f"error population {error_pops[0]!r} has size "
+                               f"{self.graph.nodes[error_pops[0]]['size']}, output has {sizes[-1]}")
+
+        def need(key: str, shape: tuple[int, int], rules: tuple[str, ...]) -> None:
+            if key not in proj:
+                raise CircuitError(f"rule {rule!r} needs projection {key!r} (shape {shape}); it is missing")
+            if self.shape(key) != shape:
+                raise CircuitError(f"projection {key!r} has shape {self.shape(key)}, rule {rule!r} "
+                                   f"needs {shape} (post, pre)")
+            if proj[key].rule not in rules:
+                raise CircuitError(f"projection {key!r} has plasticity {proj[key].rule!r}; rule {rule!r} "
+                                   f"allows {', '.join(rules)}")
+
+        for l in range(2, L + 1):
+            if rule in ("bp", "fa", "kp"):
+                plastic = {"bp": ("transport",), "fa": ("fixed",), "kp": ("kp",)}[rule]
+                need(f"B{l}", (sizes[l - 1], sizes[l]), plastic)
+            elif rule == "ldfa":
+                p_shape = self.shape(f"P{l}") if f"P{l}" in proj else (None, sizes[l])
+                r = p_shape[0]
+                if r is not None and not 1 <= r <= min(sizes[l - 1], sizes[l]):
+                    raise CircuitError(f"feedback rank of layer {l} is {r}; it must lie in "
+                                       f"1..{min(sizes[l - 1], sizes[l])} = min(n_{l-1}, n_{l})")
+                allowed = (self.subspace,)
+                need(f"P{l}", (r, sizes[l]), allowed)
+                need(f"Q{l}", (sizes[l - 1], r), allowed)
+        if rule == "dfa":
+            for l in range(1, L):
+                need(f"B{l}", (sizes[l], sizes[-1]), ("fixed",))
+
+    # ----------------------------------------------------------------- biology
+    def constraints(self) -> list[dict[str, Any]]:
+        """What each layer's credit assignment needs, as one dict per hidden layer.
+
+        Keys: ``layer`` (l), ``population``, ``error_dim`` (rank bound of the error map into it),
+        ``source`` (where its error comes from), ``feedback_neurons`` (neurons the feedback pathway
+        passes through), ``weight_transport`` (feedback synapses copy forward weights),
+        ``nonlocal`` (a plastic feedback synapse reads information absent at that synapse, such as
+        the forward matrix W for the normative rule).
+        """
+        self.validate()
+        layers, sizes, rule = self.layers, self.sizes, self.rule
+        out = []
+        for l in range(1, len(layers) - 1):
+            d = sizes[-1]
+            source = "error" if l == len(layers) - 2 or rule == "dfa" else layers[l + 1]
+            row = dict(layer=l, population=layers[l], source=source, weight_transport=False,
+                       nonlocal_=False)
+            if rule == "dfa":
+                row.update(error_dim=min(d, sizes[l]), feedback_neurons=d)
+            elif rule == "ldfa":
+                r = self.shape(f"P{l + 1}")[0]
+                row.update(error_dim=r, feedback_neurons=r, nonlocal_=self.subspace == "normative")
+            else:
+                row.update(error_dim=min(sizes[l], sizes[l + 1]), feedback_neurons=sizes[l + 1],
+                           weight_transport=rule == "bp")
+            row["nonlocal"] = row.pop("nonlocal_")
+            out.append(row)
+        return out
+
+    # ----------------------------------------------------------------- JSON
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (node-link data)."""
+        return nx.node_link_data(self.graph, edges="edges")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Circuit":
+        """Inverse of :meth:`to_dict`; the result is validated."""
+        return cls(nx.node_link_graph(data, directed=True, edges="edges")).validate()
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """Serialise to a JSON string, also written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=1, sort_keys=True)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> "Circuit":
+        """Read a circuit from a JSON string or a file path."""
+        text = str(text_or_path)
+        if not text.lstrip().startswith("{"):
+            path = Path(text_or_path)
+            if not path.exists():
+                raise FileNotFoundError(f"no circuit file at {path}")
+            text = path.read_text()
+        return cls.from_dict(json.loads(text))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Circuit) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        sub = f", subspace={self.subspace!r}" if self.rule == "ldfa" else ""
+        return f"Circuit(rule={self.rule!r}{sub}, sizes={self.sizes}, ranks={self.ranks or None})"
+
+    # ----------------------------------------------------------------- drawing
+    def draw(self, ax=None, path: str | Path | None = None):
+        """Draw the circuit: forward chain left to right, feedback below, node area ~ log size.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on; a new figure is made when omitted.
+        path : str or Path, optional
+            Save the figure there (PNG, SVG, PDF by suffix).
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+        """
+        from .plotting import draw_circuit
+
+        return draw_circuit(self, ax=ax, path=path)

@@ -1,0 +1,59 @@
+"""Initial weights of a circuit, drawn once in float64 so every backend starts from the same numbers.
+
+Each projection's ``init`` says how (shapes are (post, pre)):
+
+* ``normal``: N(0, 1/pre) (LeCun; keeps the scale of a summed input or error);
+* ``svd``: LDFA factors from the truncated SVD of the layer's initial W^T: with
+  W_l^T = U S V^T, Q_l = U_r S_r^{1/2} and P_l = S_r^{1/2} V_r^T, so Q_l P_l is the best rank-r
+  approximation of W_l^T (research/paper.md section 2.3);
+* ``orthonormal``: random matrix with orthonormal rows (Oja's fixed points are such matrices);
+* ``transpose``: W_l^T (bp; not stored, the runner reads W_l);
+* ``identity`` / ``negative_identity`` / ``zeros``: fixed wiring.
+
+Biases start at zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .circuit import Circuit
+
+
+def _svd_factors(W: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """(P (r, n_l), Q (n_{l-1}, r)) with Q P the best rank-r approximation of W^T (n_{l-1}, n_l)."""
+    u, s, vt = np.linalg.svd(W.T, full_matrices=False)
+    root = np.sqrt(s[:r])
+    return root[:, None] * vt[:r], u[:, :r] * root
+
+
+def initial_weights(circuit: Circuit) -> dict[str, np.ndarray]:
+    """Weights of ``circuit`` keyed as :meth:`Circuit.weight_keys`, seeded by ``circuit.params.seed``.
+
+    The draw order is fixed (forward weights first, then feedback in layer order), so a seed gives
+    the same weights on every backend and machine.
+    """
+    rng = np.random.default_rng(circuit.params.seed)
+    projections = circuit.projections
+    weights: dict[str, np.ndarray] = {}
+    for key in circuit.weight_keys():
+        if key.startswith("b"):
+            weights[key] = np.zeros(circuit.sizes[int(key[1:])])
+            continue
+        proj = projections[key]
+        post, pre = circuit.shape(key)
+        if proj.init == "normal":
+            weights[key] = rng.normal(0.0, 1.0 / np.sqrt(pre), size=(post, pre))
+        elif proj.init == "orthonormal":
+            q, _ = np.linalg.qr(rng.normal(size=(pre, post)))
+            weights[key] = q.T
+        elif proj.init == "zeros":
+            weights[key] = np.zeros((post, pre))
+        elif proj.init == "svd":
+            if key.startswith("P"):
+                r = post
+                weights[key], weights[f"Q{key[1:]}"] = _svd_factors(weights[f"W{key[1:]}"], r)
+        elif proj.init in ("transpose", "identity", "negative_identity"):
+            raise ValueError(f"projection {key!r} has init {proj.init!r}, which is wiring, not a "
+                             "stored weight")
+    return {k: weights[k] for k in circuit.weight_keys()}

@@ -1,0 +1,141 @@
+"""Layered (multilayer perceptron) circuits for every credit-assignment rule.
+
+Populations: ``input`` (n_0), ``hidden1..hidden{L-1}``, ``output`` (d), ``target`` (d, the teaching
+signal) and ``error`` (d, computes e = output - target). How the error reaches hidden layers depends on
+the rule:
+
+=======  ==================================================================================
+rule     feedback pathway into layer l-1 (l = 2..L)
+=======  ==================================================================================
+bp       ``B{l}`` = W_l^T, plasticity ``transport`` (weight transport: not biological)
+fa       ``B{l}`` fixed random (Lillicrap et al. 2016)
+kp       ``B{l}`` learns with W_l's update transposed, plus decay (Kolen & Pollack 1994)
+dfa      ``B{l}``: error -> hidden{l}, fixed random, for l = 1..L-1 (Nokland 2016)
+ldfa     error of layer l -> ``feedback{l}`` (r_l neurons) by ``P{l}``, then -> layer l-1 by ``Q{l}``
+=======  ==================================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bioplastic.circuit import (
+    ACTIVATIONS, NEURONS, RULES, SUBSPACES, Circuit, CircuitError, Population, Projection,
+)
+
+#: Initialisation of the LDFA factors for each subspace rule: learnt subspaces start from the
+#: truncated SVD of W^T (as the authors' code does); fixed feedback is task-agnostic random;
+#: Oja starts from random orthonormal rows.
+SUBSPACE_INIT = {"fixed": ("normal", "normal"), "normative": ("svd", "svd"),
+                 "local": ("svd", "svd"), "oja": ("orthonormal", "normal")}
+
+
+def _ranks(rank, sizes: list[int]) -> list[int]:
+    """Per-pathway ranks r_2..r_L from one int or a sequence, checked against the layer sizes."""
+    L = len(sizes) - 1
+    if rank is None:
+        raise CircuitError("rule 'ldfa' needs rank=r (an int, or one int per feedback pathway, "
+                           f"{L - 1} here)")
+    ranks = [rank] * (L - 1) if isinstance(rank, int) else list(rank)
+    if len(ranks) != L - 1:
+        raise CircuitError(f"rank has {len(ranks)} entries; this network has {L - 1} feedback "
+                           f"pathways (into layers 1..{L - 1})")
+    for l, r in zip(range(2, L + 1), ranks):
+        hi = min(sizes[l - 1], sizes[l])
+        if not isinstance(r, int) or isinstance(r, bool) or not 1 <= r <= hi:
+            raise CircuitError(f"rank {r!r} for the feedback into layer {l - 1} is out of range: it "
+                               f"must be an int in 1..{hi} = min(n_{l-1}={sizes[l-1]}, n_{l}={sizes[l]}); "
+                               "pass one rank per pathway to vary it")
+    return ranks
+
+
+def mlp(sizes: Sequence[int], rule: str = "ldfa", rank: int | Sequence[int] | None = None,
+        subspace: str = "local", activation: str = "tanh", neuron: str = "rate",
+        lr: float = 0.05, feedback_lr: float | None = None, decay: float = 0.0,
+        bias: bool = True, seed: int = 0) -> Circuit:
+    """A multilayer circuit ``sizes[0] -> ... -> sizes[-1]`` trained by ``rule``.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Population sizes [n_0 (input), n_1, ..., n_L = d (output)], at least two entries.
+    rule : str
+        Credit assignment, one of ``bp``, ``fa``, ``dfa``, ``kp``, ``ldfa``.
+    rank : int or sequence of int, optional
+        Feedback rank r (ldfa only): one int for every pathway, or one per pathway into layers
+        1..L-1; each must lie in 1..min(n_{l-1}, n_l).
+    subspace : str
+        How Q and P learn (ldfa only): ``fixed``, ``normative``, ``local``, ``oja``.
+    activation : str
+        Hidden nonlinearity: ``tanh``, ``relu``, ``sigmoid``, ``linear``. The output is linear.
+    neuron : str
+        Neuron model of every population (``rate``).
+    lr : float
+        Learning rate of W and b.
+    feedback_lr : float, optional
+        Learning rate of plastic feedback (kp's B, ldfa's P and Q); defaults to ``lr``.
+    decay : float
+        Weight decay lambda on W and plastic feedback (kp needs > 0 for B to converge to W^T).
+    bias : bool
+        Give hidden and output populations a bias.
+    seed : int
+        Seed of the initial weights.
+
+    Returns
+    -------
+    bioplastic.Circuit
+        A validated circuit.
+    """
+    sizes = [int(n) if isinstance(n, (int,)) and not isinstance(n, bool) else n for n in sizes]
+    if len(sizes) < 2 or not all(isinstance(n, int) and n >= 1 for n in sizes):
+        raise CircuitError(f"sizes must be at least two positive ints (input, ..., output); got {sizes}")
+    if rule not in RULES:
+        raise CircuitError(f"unknown rule {rule!r}; valid options: {', '.join(RULES)}")
+    if rule == "ldfa" and subspace not in SUBSPACES:
+        raise CircuitError(f"unknown subspace {subspace!r}; valid options: {', '.join(SUBSPACES)}")
+    if activation not in ACTIVATIONS:
+        raise CircuitError(f"unknown activation {activation!r}; valid options: {', '.join(ACTIVATIONS)}")
+    if neuron not in NEURONS:
+        raise CircuitError(f"unknown neuron model {neuron!r}; valid options: {', '.join(NEURONS)}")
+    if rule != "ldfa" and rank is not None:
+        raise CircuitError(f"rank is an ldfa setting; rule {rule!r} has no rank (use rule='ldfa')")
+    feedback_lr = lr if feedback_lr is None else feedback_lr
+    for name, value in (("lr", lr), ("feedback_lr", feedback_lr), ("decay", decay)):
+        if not value >= 0 or value != value:
+            raise CircuitError(f"{name} must be a finite number >= 0; got {value!r}")
+
+    L = len(sizes) - 1
+    d = sizes[-1]
+    names = ["input"] + [f"hidden{l}" for l in range(1, L)] + ["output"]
+    pops = [Population("input", sizes[0], "input", "linear", neuron)]
+    pops += [Population(names[l], sizes[l], "hidden", activation, neuron, bias) for l in range(1, L)]
+    pops += [Population("output", d, "output", "linear", neuron, bias),
+             Population("target", d, "target", "linear", neuron),
+             Population("error", d, "error", "linear", neuron)]
+    projs = [Projection(f"W{l}", names[l - 1], names[l], "forward", "sgd", "normal", l)
+             for l in range(1, L + 1)]
+    projs += [Projection("E_output", "output", "error", "error", "fixed", "identity", L),
+              Projection("E_target", "target", "error", "error", "fixed", "negative_identity", L)]
+
+    def error_of(l: int) -> str:
+        # the output layer's error lives in the error population; hidden layers carry their own
+        return "error" if l == L else names[l]
+
+    if rule in ("bp", "fa", "kp"):
+        plastic, init = {"bp": ("transport", "transpose"), "fa": ("fixed", "normal"),
+                         "kp": ("kp", "normal")}[rule]
+        projs += [Projection(f"B{l}", error_of(l), names[l - 1], "feedback", plastic, init, l)
+                  for l in range(2, L + 1)]
+    elif rule == "dfa":
+        projs += [Projection(f"B{l}", "error", names[l], "feedback", "fixed", "normal", l)
+                  for l in range(1, L)]
+    else:
+        p_init, q_init = SUBSPACE_INIT[subspace]
+        for l, r in zip(range(2, L + 1), _ranks(rank, sizes)):
+            pops.append(Population(f"feedback{l}", r, "feedback", "linear", neuron))
+            projs += [Projection(f"P{l}", error_of(l), f"feedback{l}", "feedback", subspace, p_init, l),
+                      Projection(f"Q{l}", f"feedback{l}", names[l - 1], "feedback", subspace, q_init, l)]
+    circuit = Circuit.from_records(
+        pops, projs, rule=rule, subspace=subspace if rule == "ldfa" else None,
+        lr=float(lr), feedback_lr=float(feedback_lr), decay=float(decay), seed=int(seed))
+    return circuit.validate()
