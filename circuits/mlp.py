@@ -36,7 +36,7 @@ def _ranks(rank, sizes: list[int]) -> list[int]:
     if rank is None:
         raise CircuitError("rule 'ldfa' needs rank=r (an int, or one int per feedback pathway, "
                            f"{L - 1} here)")
-    ranks = [rank] * (L - 1) if isinstance(rank, int) else list(rank)
+    ranks = list(rank) if isinstance(rank, (list, tuple)) else [rank] * (L - 1)
     if len(ranks) != L - 1:
         raise CircuitError(f"rank has {len(ranks)} entries; this network has {L - 1} feedback "
                            f"pathways (into layers 1..{L - 1})")
