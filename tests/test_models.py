@@ -1,0 +1,136 @@
+"""The paper's models: architecture as specified, conversion keeps the forward, converted models learn."""
+
+import pytest
+import torch
+from torch import nn
+
+from bioplastic.backends.torch.conv import FeedbackConv2d
+from bioplastic.backends.torch.layers import FeedbackLinear
+from bioplastic.models import MLP, VGG, VGG_PLAN, FusedQKV, RetinaVVS, ViT, make_model
+from bioplastic.torch import convert
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # small models: two OpenMP threads on a busy 2-core machine mostly spin
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def blobs(n=96, classes=4, side=16, channels=3, seed=0):
+    """Images whose class is the quadrant holding a bright Gaussian blob, plus pixel noise."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    yy, xx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    q = side // 4
+    centres = torch.tensor([[q, q], [q, 3 * q], [3 * q, q], [3 * q, 3 * q]])[labels]
+    jitter = torch.randint(-1, 2, (n, 2), generator=gen)
+    cy, cx = (centres + jitter).T
+    blob = torch.exp(-((yy - cy[:, None, None]) ** 2 + (xx - cx[:, None, None]) ** 2) / 4.0)
+    images = blob[:, None].expand(-1, channels, -1, -1) + 0.3 * torch.randn(
+        n, channels, side, side, generator=gen)
+    return images, labels
+
+
+def train(model, x, y, steps, lr):
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_mlp_is_the_papers():
+    model = MLP(3072, (512, 512, 512), 10)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [
+        (3072, 512), (512, 512), (512, 512), (512, 10)]
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in model.modules()) == 3
+    expected = 3072 * 512 + 2 * 512 * 512 + 512 * 10 + 3 * 512 + 10 + 3 * 2 * 512  # W, b, BN
+    assert sum(p.numel() for p in model.parameters()) == expected
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_vgg_is_the_papers_and_scales():
+    model = VGG()
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [m.out_channels for m in convs] == [c for c in VGG_PLAN if c != "M"]
+    assert all(m.kernel_size == (3, 3) and m.padding == (1, 1) for m in convs)
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 3
+    assert [(m.in_features, m.out_features) for m in model.head if isinstance(m, nn.Linear)] == [
+        (512, 256), (256, 10)]
+    small = VGG(width=1 / 8, n_classes=4)
+    assert [m.out_channels for m in small.modules() if isinstance(m, nn.Conv2d)] == [
+        8, 8, 16, 16, 32, 32, 64, 64]
+    assert small(torch.randn(2, 3, 32, 32)).shape == (2, 4)
+
+
+def test_vit_and_retina_shapes():
+    vit = ViT(dim=32, depth=2, heads=4)
+    assert vit.patch_embed.kernel_size == (4, 4) and vit.pos_embed.shape == (1, 8 * 8 + 1, 32)
+    assert isinstance(vit.blocks[0].attn.qkv, FusedQKV)
+    assert vit(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert ViT(dim=32, depth=1, heads=4, attention="torch")(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    retina = RetinaVVS(bottleneck=2, hidden=64)
+    convs = [m for m in retina.modules() if isinstance(m, nn.Conv2d)]
+    assert [(m.in_channels, m.out_channels, m.kernel_size) for m in convs] == [
+        (1, 32, (9, 9)), (32, 2, (9, 9)), (2, 32, (9, 9)), (32, 32, (9, 9)), (32, 32, (9, 9))]
+    assert retina(torch.randn(2, 1, 32, 32)).shape == (2, 10)
+
+
+def test_bad_model_options():
+    with pytest.raises(ValueError, match="valid options: mlp, vgg, vit, retina_vvs"):
+        make_model("resnet")
+    with pytest.raises(ValueError, match="patch=5 must divide image_size=32"):
+        ViT(patch=5)
+    with pytest.raises(ValueError, match="heads=3 must divide dim=32"):
+        ViT(dim=32, heads=3)
+    with pytest.raises(ValueError, match="valid options: fused, torch"):
+        ViT(attention="flash")
+    with pytest.raises(ValueError, match="width"):
+        VGG(width=0)
+
+
+@pytest.mark.parametrize("name, options, shape", [
+    ("mlp", dict(in_features=48, hidden=(32, 32), out_features=4), (6, 3, 4, 4)),
+    ("vgg", dict(width=1 / 8, n_classes=4), (6, 3, 16, 16)),
+    ("vit", dict(image_size=16, dim=16, depth=2, heads=2, n_classes=4), (6, 3, 16, 16)),
+    ("retina_vvs", dict(image_size=16, bottleneck=2, channels=4, hidden=8, n_classes=4),
+     (6, 1, 16, 16)),
+])
+def test_eval_forward_unchanged_by_conversion(name, options, shape):
+    torch.manual_seed(0)
+    model = make_model(name, **options)
+    train(model, torch.randn(shape), torch.arange(6) % 4, 2, 1e-2)  # move BN running stats
+    model.eval()
+    x = torch.randn(shape)
+    with torch.no_grad():
+        expected = model(x)
+        converted = convert(model, rule="ldfa", rank=2, subspace="local").eval()
+        assert torch.equal(converted(x), expected)
+    n_layers = sum(type(m) in (nn.Linear, nn.Conv2d, FusedQKV) for m in model.modules())
+    assert sum(isinstance(m, (FeedbackLinear, FeedbackConv2d)) for m in converted.modules()) == n_layers
+
+
+@pytest.mark.parametrize("name, options", [
+    ("vgg", dict(width=1 / 8, n_classes=4)),
+    ("vit", dict(image_size=16, dim=32, depth=2, heads=2, n_classes=4)),
+])
+def test_converted_models_learn_a_small_image_task(name, options):
+    """30 Adam steps of ldfa (r = 2, local) on 96 blob images: the loss falls well below chance."""
+    x, y = blobs()
+    torch.manual_seed(0)
+    model = convert(make_model(name, **options), rule="ldfa", rank=2, subspace="local", seed=0)
+    losses = train(model, x, y, 30, 3e-3)
+    chance = torch.log(torch.tensor(4.0)).item()
+    assert losses[0] > 0.8 * chance
+    assert min(losses[-5:]) < 0.5 * losses[0], losses
+    with torch.no_grad():
+        accuracy = (model.eval()(x).argmax(1) == y).float().mean().item()
+    assert accuracy > 0.6
