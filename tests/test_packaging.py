@@ -46,3 +46,17 @@ def test_pins_that_keep_the_install_working():
     py = _pyproject()
     assert py["torch"] == "==2.13.0"  # an open range pulls a multi-GB CUDA build
     assert "<2.4" in py["numpy"]  # brian2 2.9.0 breaks on numpy 2.4
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    setup = text.split("## Set-up: two commands", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", setup, re.S)]
+
+
+def test_ci_runs_exactly_the_readme_commands():
+    commands = _readme_commands()
+    assert len(commands) == 2, commands
+    ci = (ROOT / ".ci" / "run").read_text()
+    for command in commands:
+        assert command in ci.splitlines(), f"README command not run verbatim by .ci/run: {command}"
