@@ -47,7 +47,7 @@ SUBSPACES = ("fixed", "normative", "local", "oja")
 #: Unit nonlinearities understood by every backend.
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
 #: Initialisations (see :mod:`bioplastic.init`).
-INITS = ("normal", "svd", "orthonormal", "identity", "negative_identity", "transpose", "zeros")
+INITS = ("normal", "expand", "svd", "orthonormal", "identity", "negative_identity", "transpose", "zeros")
 #: Neuron models; ``rate`` is the only one every backend implements.
 NEURONS = ("rate",)
 

@@ -3,6 +3,8 @@
 Each projection's ``init`` says how (shapes are (post, pre)):
 
 * ``normal``: N(0, 1/pre) (LeCun; keeps the scale of a summed input or error);
+* ``expand``: an LDFA ``Q{l}`` drawn N(0, 1/n_l), n_l the size of the error its ``P{l}`` reads;
+  with orthonormal P rows, Q P then has the entry scale and singular values of an fa matrix;
 * ``svd``: LDFA factors from the truncated SVD of the layer's initial W^T: with
   W_l^T = U S V^T, Q_l = U_r S_r^{1/2} and P_l = S_r^{1/2} V_r^T, so Q_l P_l is the best rank-r
   approximation of W_l^T (research/paper.md section 2.3);
@@ -44,6 +46,9 @@ def initial_weights(circuit: Circuit) -> dict[str, np.ndarray]:
         post, pre = circuit.shape(key)
         if proj.init == "normal":
             weights[key] = rng.normal(0.0, 1.0 / np.sqrt(pre), size=(post, pre))
+        elif proj.init == "expand":
+            n_error = circuit.shape(f"P{key[1:]}")[1]
+            weights[key] = rng.normal(0.0, 1.0 / np.sqrt(n_error), size=(post, pre))
         elif proj.init == "orthonormal":
             q, _ = np.linalg.qr(rng.normal(size=(pre, post)))
             weights[key] = q.T

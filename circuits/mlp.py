@@ -23,11 +23,13 @@ from bioplastic.circuit import (
     ACTIVATIONS, NEURONS, RULES, SUBSPACES, Circuit, CircuitError, Population, Projection,
 )
 
-#: Initialisation of the LDFA factors for each subspace rule: learnt subspaces start from the
-#: truncated SVD of W^T (as the authors' code does); fixed feedback is task-agnostic random;
-#: Oja starts from random orthonormal rows.
-SUBSPACE_INIT = {"fixed": ("normal", "normal"), "normative": ("svd", "svd"),
-                 "local": ("svd", "svd"), "oja": ("orthonormal", "normal")}
+#: Initialisation (P, Q) of the LDFA factors for each subspace rule: learnt subspaces start from the
+#: truncated SVD of W^T (as the authors' code does). Fixed feedback is task-agnostic random: P reads
+#: r random orthonormal directions of the error, Q spreads them with fa's gain ("expand"), so QP has
+#: fa's entry scale and singular values at every rank (i.i.d. factors instead put all of fa's energy
+#: into r directions, which made r = 1 diverge on the digits). Oja starts from the same draw.
+SUBSPACE_INIT = {"fixed": ("orthonormal", "expand"), "normative": ("svd", "svd"),
+                 "local": ("svd", "svd"), "oja": ("orthonormal", "expand")}
 
 
 def _ranks(rank, sizes: list[int]) -> list[int]:

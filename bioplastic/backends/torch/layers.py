@@ -185,8 +185,8 @@ class FeedbackLinear(nn.Module):
     def reset_feedback(self, generator: torch.Generator | None = None) -> "FeedbackLinear":
         """Draw the feedback from the current weight, as :mod:`bioplastic.init` does for circuits.
 
-        fa, kp: B ~ N(0, 1/out). ldfa ``fixed``: P ~ N(0, 1/out), Q ~ N(0, 1/r); ``oja``: P random
-        orthonormal rows, Q ~ N(0, 1/r); ``local``, ``normative``: the truncated SVD of W^T
+        fa, kp: B ~ N(0, 1/out). ldfa ``fixed`` and ``oja``: P random orthonormal rows,
+        Q ~ N(0, 1/out), so QP has fa's scale at any rank; ``local``, ``normative``: the truncated SVD of W^T
         (:meth:`refactorise`). Random draws are float64 on the CPU, so a seed gives the same
         feedback on every device and dtype. Returns self.
         """
@@ -198,10 +198,8 @@ class FeedbackLinear(nn.Module):
                 self.refactorise()
             elif rule == "ldfa":
                 r = self.rank
-                p = (fn.normal((r, n_out), generator) if self.subspace == "fixed"
-                     else fn.orthonormal_rows(r, n_out, generator))
-                self.P.copy_(p)
-                self.Q.copy_(fn.normal((n_in, r), generator))
+                self.P.copy_(fn.orthonormal_rows(r, n_out, generator))
+                self.Q.copy_(fn.normal((n_in, r), generator) * (r / n_out) ** 0.5)
         return self
 
     @torch.no_grad()

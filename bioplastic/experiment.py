@@ -1,0 +1,710 @@
+"""Experiment infrastructure: configs, seeds, results folders, a training loop, and the demo.
+
+A run is described by a frozen config dataclass, trained by :func:`train` over the runner contract
+(``train_step``, ``predict``; DESIGN.md interface 2), and saved with :func:`save_run`:
+``config.json`` (the full config, seeds, library versions, git commit, time) and ``results.json``.
+Both are written atomically (temporary file, then :func:`os.replace`), so a run that stops halfway
+keeps the last complete file it wrote.
+
+The demo (:func:`run_demo`, ``bioplastic demo``) trains one MLP on the bundled digits with every
+credit-assignment rule; :data:`DEMO_CONDITIONS` documents its hyperparameters and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import Dataset
+from .progress import Progress
+
+#: Distributions whose versions every config.json records.
+VERSIONED = ("bioplastic", "numpy", "torch", "brian2", "scipy", "scikit-learn", "networkx",
+             "matplotlib")
+
+
+# --------------------------------------------------------------------------------------------------
+# Seeds, versions, files
+# --------------------------------------------------------------------------------------------------
+
+def seed_everything(seed: int, torch: bool | None = None) -> None:
+    """Seed python's ``random``, numpy's global generator and torch (CPU and CUDA).
+
+    Library code draws from explicit generators (``np.random.default_rng(seed)``); this covers
+    third-party code that reads the global ones.
+
+    Parameters
+    ----------
+    seed : int
+    torch : bool, optional
+        Seed torch too. Default: only if torch is already imported, because importing it costs
+        seconds and a run that never imports torch draws nothing from its generator.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    if torch is None:
+        torch = "torch" in sys.modules
+    if torch:
+        import torch as _torch
+
+        _torch.manual_seed(seed)
+
+
+def versions() -> dict[str, str | None]:
+    """Python and :data:`VERSIONED` package versions (None when not installed); imports nothing."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_sha(path: str | os.PathLike | None = None) -> str | None:
+    """Commit of the git checkout holding ``path`` (default: this package), ``+dirty`` if modified.
+
+    None when git or the checkout is missing (an installed wheel has none).
+    """
+    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
+                             timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("+dirty" if dirty else "") if sha else None
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Dataclasses, numpy scalars and arrays, paths and tuples as plain JSON values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None  # JSON has no NaN or infinity; null is what standard parsers accept
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as JSON atomically: a temporary file in the same folder, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n"
+    # a unique name in the same folder (os.replace is atomic only within one file system); opened
+    # normally rather than with mkstemp, whose 0600 mode would make results unreadable to others
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "x") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def results_dir(name: str, root: str | os.PathLike = "results") -> Path:
+    """The folder ``root/name`` for one experiment's outputs, created if missing."""
+    if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ValueError(f"experiment name must be a relative folder name inside {root!r}; got {name!r}")
+    path = Path(root) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_run(directory: str | os.PathLike, config: Any, results: Any | None = None,
+             seed: int | Sequence[int] | None = None) -> Path:
+    """Write ``config.json`` (config, seed, versions, git commit, time, command) and ``results.json``.
+
+    Parameters
+    ----------
+    directory : path
+        Created if missing.
+    config : dataclass or mapping
+        Everything needed to rerun.
+    results : JSON-able, optional
+        Numbers of the run; ``results.json`` is left alone when None.
+    seed : int or sequence of int, optional
+        The seed(s) the run used.
+
+    Returns
+    -------
+    Path
+        ``directory``.
+    """
+    directory = Path(directory)
+    meta = {"config": config, "seed": seed, "versions": versions(), "git_sha": git_sha(),
+            "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": sys.argv, "platform": platform.platform()}
+    write_json(directory / "config.json", meta)
+    if results is not None:
+        write_json(directory / "results.json", results)
+    return directory
+
+
+@contextlib.contextmanager
+def single_threaded(torch: bool = False):
+    """Limit numpy's BLAS (and torch's CPU pool, if ``torch``) to one thread inside the block.
+
+    The matrices of small MLPs are a few hundred wide: threads cost more than they save. On 2 busy
+    cores the digits demo measured 7x slower with a 2-thread BLAS, and torch 3x slower with its
+    default pool. Without threadpoolctl the BLAS limit is skipped.
+    """
+    with contextlib.ExitStack() as stack:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            pass
+        else:
+            stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
+        if torch:
+            import torch as _torch
+
+            before = _torch.get_num_threads()
+            _torch.set_num_threads(1)
+            stack.callback(_torch.set_num_threads, before)
+        yield
+
+
+# --------------------------------------------------------------------------------------------------
+# Training loop
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class History:
+    """Per-epoch record of one training run; index = epoch, entry 0 before any training.
+
+    Attributes
+    ----------
+    train_loss : tuple of float
+        Entry 0: loss on the whole training set before training; entry k: mean of the batch losses
+        of epoch k (each taken before its step, as the runner returns it).
+    test_loss, test_accuracy : tuple of float
+        On the test set after each epoch (accuracy: fraction of argmax hits).
+    time : tuple of float
+        Seconds spent in training steps up to the end of each epoch (evaluation excluded).
+    """
+
+    train_loss: tuple = ()
+    test_loss: tuple = ()
+    test_accuracy: tuple = ()
+    time: tuple = ()
+
+    @property
+    def epochs(self) -> int:
+        """Number of trained epochs."""
+        return max(len(self.test_accuracy) - 1, 0)
+
+    def to_dict(self) -> dict[str, list]:
+        return {f.name: list(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+class Diverged(FloatingPointError):
+    """Training produced a NaN or infinite loss; ``history`` holds the epochs completed before it.
+
+    Attributes
+    ----------
+    epoch, step : int
+        Where the loss stopped being finite (epoch from 1, step from 0).
+    history : History
+    """
+
+    def __init__(self, epoch: int, step: int, loss: float, history: History):
+        super().__init__(f"training diverged at epoch {epoch}, step {step}: loss = {loss}. Lower the "
+                         "learning rate (lr / feedback_lr).")
+        self.epoch, self.step, self.history = epoch, step, history
+
+
+def evaluate(runner, x: np.ndarray, y: np.ndarray, labels: np.ndarray, batch_size: int = 2048
+             ) -> tuple[float, float]:
+    """(loss 1/2||yhat - y||^2 averaged over samples, argmax accuracy) of ``runner`` on a data set."""
+    sq, hits = 0.0, 0
+    for start in range(0, x.shape[0], batch_size):
+        yhat = np.asarray(runner.predict(x[start:start + batch_size]), dtype=np.float64)
+        sq += float(np.sum((yhat - y[start:start + batch_size]) ** 2))
+        hits += int(np.sum(yhat.argmax(axis=1) == labels[start:start + batch_size]))
+    return 0.5 * sq / x.shape[0], hits / x.shape[0]
+
+
+def train(runner, dataset: Dataset, epochs: int, batch_size: int, seed: int = 0,
+          on_epoch: Callable[[int, dict], None] | None = None,
+          augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None) -> History:
+    """Train ``runner`` on ``dataset`` by mini-batch steps, evaluating after every epoch.
+
+    Parameters
+    ----------
+    runner : runner
+        Anything with ``train_step(x, y) -> float`` and ``predict(x) -> (batch, d)``.
+    dataset : Dataset
+        Inputs are passed as stored: load flat data (``flatten=True``) for MLP circuits.
+    epochs : int
+        Passes over the training set (0 only evaluates).
+    batch_size : int
+    seed : int
+        Seeds the shuffling (and augmentation) generator.
+    on_epoch : callable, optional
+        ``on_epoch(epoch, record)`` after each evaluation (epoch 0 included); ``record`` holds this
+        epoch's ``train_loss``, ``test_loss``, ``test_accuracy``, ``time``.
+    augment : callable, optional
+        See :meth:`Dataset.batches`.
+
+    Returns
+    -------
+    History
+
+    Raises
+    ------
+    Diverged
+        (a FloatingPointError) when a loss becomes NaN or infinite; it carries the history so far.
+    """
+    if not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"epochs must be an int >= 0; got {epochs!r}")
+    rng = np.random.default_rng(seed)
+    cols: dict[str, list] = {"train_loss": [], "test_loss": [], "test_accuracy": [], "time": []}
+
+    def record(epoch: int, train_loss: float, elapsed: float) -> None:
+        test_loss, acc = evaluate(runner, dataset.x_test, dataset.y_test, dataset.labels_test)
+        rec = {"train_loss": train_loss, "test_loss": test_loss, "test_accuracy": acc, "time": elapsed}
+        for key, value in rec.items():
+            cols[key].append(value)
+        if on_epoch is not None:
+            on_epoch(epoch, rec)
+
+    record(0, evaluate(runner, dataset.x_train, dataset.y_train, dataset.labels_train)[0], 0.0)
+    elapsed = 0.0
+    # overflow is detected below from the loss and reported with its context, not as numpy warnings
+    with np.errstate(over="ignore", invalid="ignore"):
+        for epoch in range(1, epochs + 1):
+            losses = []
+            t0 = time.perf_counter()
+            for step, (xb, yb) in enumerate(dataset.batches(batch_size, rng, augment=augment)):
+                loss = runner.train_step(xb, yb)
+                if not np.isfinite(loss):
+                    raise Diverged(epoch, step, loss, History(**{k: tuple(v) for k, v in cols.items()}))
+                losses.append(loss)
+            elapsed += time.perf_counter() - t0
+            record(epoch, float(np.mean(losses)), elapsed)
+    return History(**{k: tuple(v) for k, v in cols.items()})
+
+
+# --------------------------------------------------------------------------------------------------
+# Configs
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Condition:
+    """One learning rule with its hyperparameters.
+
+    Attributes
+    ----------
+    rule : str
+        ``bp``, ``fa``, ``dfa``, ``kp`` or ``ldfa``.
+    subspace : str, optional
+        ldfa only: ``fixed``, ``normative``, ``local`` or ``oja``.
+    rank : int, optional
+        ldfa only: feedback rank r.
+    lr : float
+        Learning rate of W and b.
+    feedback_lr : float, optional
+        Of plastic feedback (default: ``lr``).
+    decay : float
+        Weight decay lambda on W and plastic feedback.
+    """
+
+    rule: str
+    subspace: str | None = None
+    rank: int | None = None
+    lr: float = 0.03
+    feedback_lr: float | None = None
+    decay: float = 0.0
+
+    @property
+    def label(self) -> str:
+        """``bp``, ``kp``, ``ldfa-local-r10``, ..."""
+        if self.rule != "ldfa":
+            return self.rule
+        return f"ldfa-{self.subspace}-r{self.rank}"
+
+    def circuit(self, sizes: Sequence[int], activation: str, seed: int):
+        """The ``circuits.mlp`` circuit of this condition."""
+        from circuits import mlp
+
+        extra = {"rank": self.rank, "subspace": self.subspace} if self.rule == "ldfa" else {}
+        return mlp(list(sizes), rule=self.rule, activation=activation, lr=self.lr,
+                   feedback_lr=self.feedback_lr, decay=self.decay, seed=seed, **extra)
+
+
+#: The demo's conditions. One learning rate for every rule (0.03, plain SGD, batch 32, ReLU): of
+#: {0.01, 0.02, 0.03, 0.05}, 0.05 diverged for fa, dfa and fixed ldfa, and below 0.03 bp needs more
+#: epochs to pass 95 %. kp alone has weight decay, which it needs for B to converge to W^T (1e-3; on
+#: W as well, as the rule prescribes). Plastic feedback learns at the forward rate. Fixed rank-1
+#: feedback is the one unstable condition: in 6 seeds, one blew up (loss > 1e3 or NaN) at lr 0.03,
+#: 0.02 and with batch 64 alike, so the demo reports divergence instead of hiding it.
+DEMO_CONDITIONS = (
+    Condition("bp"),
+    Condition("fa"),
+    Condition("dfa"),
+    Condition("kp", decay=1e-3),
+    *(Condition("ldfa", subspace, rank) for subspace in ("fixed", "local", "normative")
+      for rank in (1, 10)),
+)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Everything the demo needs to rerun (``bioplastic demo --config results/demo/config.json``).
+
+    Attributes
+    ----------
+    sizes : tuple of int
+        MLP population sizes; 64 inputs (8 x 8 pixels) and 10 outputs for digits.
+    activation : str
+        Hidden nonlinearity (ReLU reached 97 % with bp in 60 epochs; tanh stalled near 94 %).
+    epochs, batch_size : int
+    seeds : tuple of int
+        Each seed sets the initial weights and the batch order of every condition.
+    backend : str
+        ``reference`` or ``torch``.
+    dtype, device : str, optional
+        torch only: ``float32`` / ``float64`` and e.g. ``cpu`` / ``cuda`` (None: the backend's
+        default, float32 on the CPU).
+    test_fraction, split_seed : float, int
+        The digits split (stratified; the same for every seed, so seeds vary only the learner).
+    conditions : tuple of Condition
+    """
+
+    sizes: tuple = (64, 128, 128, 10)
+    activation: str = "relu"
+    epochs: int = 50
+    batch_size: int = 32
+    seeds: tuple = (0, 1, 2)
+    backend: str = "reference"
+    dtype: str | None = None
+    device: str | None = None
+    test_fraction: float = 0.25
+    split_seed: int = 0
+    conditions: tuple = DEMO_CONDITIONS
+
+    def __post_init__(self):
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be a positive int; got {self.epochs!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int; got {self.batch_size!r}")
+        if not self.seeds or not all(isinstance(s, int) and s >= 0 for s in self.seeds):
+            raise ValueError(f"seeds must be a non-empty tuple of ints >= 0; got {self.seeds!r}")
+        if not self.conditions:
+            raise ValueError("the demo needs at least one condition")
+        given = [k for k in ("dtype", "device") if getattr(self, k) is not None]
+        if given and self.backend != "torch":
+            raise ValueError(f"{' and '.join(given)} applies to backend 'torch' only; "
+                             f"backend is {self.backend!r}")
+
+    @property
+    def build_options(self) -> dict[str, str]:
+        """Keyword options of :func:`bioplastic.build` beyond the backend name."""
+        return {k: v for k in ("dtype", "device") if (v := getattr(self, k)) is not None}
+
+    @property
+    def on_cpu(self) -> bool:
+        """Whether the runs use CPU cores (which then decides worker processes and threads)."""
+        return self.backend == "reference" or str(self.device or "cpu").startswith("cpu")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "DemoConfig":
+        """Inverse of ``to_jsonable(config)``; unknown keys raise naming the valid ones."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown demo config keys {sorted(unknown)}; valid keys: {sorted(names)}")
+        kw = dict(data)
+        for key in ("sizes", "seeds"):
+            if key in kw:
+                kw[key] = tuple(kw[key])
+        if "conditions" in kw:
+            kw["conditions"] = tuple(c if isinstance(c, Condition) else Condition(**c)
+                                     for c in kw["conditions"])
+        return cls(**kw)
+
+
+# --------------------------------------------------------------------------------------------------
+# The demo
+# --------------------------------------------------------------------------------------------------
+
+def run_condition(condition: Condition, seed: int, cfg: DemoConfig, dataset: Dataset,
+                  on_epoch: Callable[[int, dict], None] | None = None) -> dict:
+    """Train one (condition, seed) of the demo.
+
+    Returns its History as a dict plus ``seed``, ``wall_time`` and ``diverged`` (None, or the epoch
+    and step where the loss stopped being finite; the curves then stop at the last full epoch).
+    """
+    import bioplastic
+
+    circuit = condition.circuit(cfg.sizes, cfg.activation, seed)
+    runner = bioplastic.build(circuit, backend=cfg.backend, **cfg.build_options)
+    seed_everything(seed)  # after build, which imports torch when the backend needs it
+    t0 = time.perf_counter()
+    try:
+        history, diverged = train(runner, dataset, cfg.epochs, cfg.batch_size, seed=seed,
+                                  on_epoch=on_epoch), None
+    except Diverged as err:
+        history, diverged = err.history, {"epoch": err.epoch, "step": err.step}
+    return {"seed": seed, "wall_time": time.perf_counter() - t0, "diverged": diverged,
+            **history.to_dict()}
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(cfg: DemoConfig, dataset: Dataset) -> None:
+    # one BLAS / OpenMP thread per worker: the workers already fill the cores
+    os.environ["OMP_NUM_THREADS"] = "1"
+    with contextlib.suppress(ImportError):
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=1)
+    _WORKER.update(cfg=cfg, dataset=dataset)
+
+
+def _worker_run(index: int, condition: Condition, seed: int) -> tuple[int, dict]:
+    return index, run_condition(condition, seed, _WORKER["cfg"], _WORKER["dataset"])
+
+
+def summarize(condition: Condition, runs: Sequence[Mapping[str, Any]]) -> dict:
+    """Final test accuracy mean and sd over the seeds that did not diverge, and their count.
+
+    The sd is the sample sd (ddof = 1; 0 for one seed); accuracies are None when every seed
+    diverged. ``time_mean`` is the mean training time per run, diverged runs included.
+    """
+    ok = [r for r in runs if not r.get("diverged")]
+    final = np.array([r["test_accuracy"][-1] for r in ok])
+    return {"label": condition.label, "rule": condition.rule, "subspace": condition.subspace,
+            "rank": condition.rank, "n_seeds": len(runs), "n_diverged": len(runs) - len(ok),
+            "accuracy_mean": float(final.mean()) if ok else None,
+            "accuracy_sd": (float(final.std(ddof=1)) if len(ok) > 1 else 0.0) if ok else None,
+            "time_mean": float(np.mean([r["time"][-1] for r in runs]))}
+
+
+def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The demo table as Markdown (reads as plain text in a terminal too)."""
+    head = ("rule", "subspace", "r", "test accuracy (%)", "diverged", "train time / run (s)")
+    body = [(r["rule"], r["subspace"] or "-", str(r["rank"]) if r["rank"] else "-",
+             "-" if r["accuracy_mean"] is None
+             else f"{100 * r['accuracy_mean']:.1f} +- {100 * r['accuracy_sd']:.1f}",
+             f"{r['n_diverged']}/{r['n_seeds']}", f"{r['time_mean']:.2f}")
+            for r in rows]
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+    fmt = "| " + " | ".join(f"{{:{'<' if i < 3 else '>'}{w}}}" for i, w in enumerate(widths)) + " |"
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([fmt.format(*head), rule] + [fmt.format(*b) for b in body])
+
+
+#: Curve colour per rule (ldfa: per subspace); ldfa ranks differ by line style (r = 1 dashed, thin).
+CURVE_COLOURS = {"bp": "black", "fa": "C1", "dfa": "C2", "kp": "C3", "fixed": "C4", "local": "C0",
+                 "normative": "C5", "oja": "C8"}
+
+
+def plot_curves(results: Mapping[str, Any], out: str | os.PathLike) -> list[Path]:
+    """``test_accuracy.png`` and ``train_loss.png``, one curve per condition over its seeds.
+
+    Accuracy: mean (line) +- sd (band). Loss, on a log axis: geometric mean and the band times /
+    divided by the geometric sd, the log-axis counterpart of mean +- sd (which would dip below 0).
+    Diverged runs are left out and counted in the legend.
+    """
+    from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
+
+    out = Path(out)
+    written = []
+    n_seeds = len(results["conditions"][0]["runs"])
+    for key, ylabel, log in (("test_accuracy", "test accuracy (mean +- sd)", False),
+                             ("train_loss", "train loss 1/2 ||yhat - y||^2 (geometric mean x/ sd)",
+                              True)):
+        fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+        ax = fig.add_subplot()
+        for cond in results["conditions"]:
+            ok = [run[key] for run in cond["runs"] if not run.get("diverged")]
+            if not ok:
+                continue  # nothing finite to draw; the table says it diverged
+            curves = np.array(ok, dtype=np.float64)
+            if log:
+                logs = np.log(curves)
+                centre = np.exp(logs.mean(axis=0))
+                lo, hi = centre / np.exp(logs.std(axis=0)), centre * np.exp(logs.std(axis=0))
+            else:
+                centre, sd = curves.mean(axis=0), curves.std(axis=0)
+                lo, hi = centre - sd, centre + sd
+            epochs = np.arange(curves.shape[1])
+            colour = CURVE_COLOURS.get(cond["subspace"] or cond["rule"], "gray")
+            thin = cond["rank"] == 1
+            n_bad = len(cond["runs"]) - len(ok)
+            label = cond["label"] + (f" ({n_bad}/{len(cond['runs'])} diverged)" if n_bad else "")
+            ax.plot(epochs, centre, "--" if thin else "-", lw=1.3 if thin else 1.9, color=colour,
+                    label=label)
+            ax.fill_between(epochs, lo, hi, color=colour, alpha=0.15, lw=0)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        if log:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(0.0, 1.0)
+        ax.set_title(f"digits, MLP {'-'.join(map(str, results['sizes']))}, "
+                     f"{n_seeds} seed{'s' if n_seeds > 1 else ''}")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+        path = out / f"{key}.png"
+        fig.savefig(path, dpi=120)
+        written.append(path)
+    return written
+
+
+def run_epochs(run: Mapping[str, Any]) -> int:
+    """Epochs a run completed (its curves hold one more entry, epoch 0)."""
+    return len(run["test_accuracy"]) - 1
+
+
+def default_jobs(cfg: DemoConfig) -> int:
+    """Worker processes for the demo: one per core (at most one per run) on the CPU, else one."""
+    if not cfg.on_cpu:
+        return 1
+    return max(1, min(os.cpu_count() or 1, len(cfg.conditions) * len(cfg.seeds)))
+
+
+def run_demo(cfg: DemoConfig, out: str | os.PathLike, jobs: int | None = None,
+             progress: bool = True, stream=None) -> dict:
+    """Train every condition of ``cfg`` for every seed on digits and write the results to ``out``.
+
+    Parameters
+    ----------
+    cfg : DemoConfig
+    out : path
+        Receives ``config.json``, ``results.json`` (rewritten after each finished run),
+        ``table.md``, ``test_accuracy.png`` and ``train_loss.png``.
+    jobs : int, optional
+        Worker processes (default :func:`default_jobs`); results do not depend on it.
+    progress : bool
+        Show progress on ``stream`` (default stderr).
+
+    Returns
+    -------
+    dict
+        What ``results.json`` holds: per condition its runs (curves per seed) and summary, the
+        table rows, and the total wall time.
+    """
+    from .data import load_digits
+
+    t_start = time.perf_counter()
+    out = Path(out)
+    dataset = load_digits(cfg.test_fraction, cfg.split_seed)
+    if dataset.n_in != cfg.sizes[0] or dataset.n_classes != cfg.sizes[-1]:
+        raise ValueError(f"sizes {cfg.sizes} do not fit digits: the first must be {dataset.n_in} "
+                         f"(inputs) and the last {dataset.n_classes} (classes)")
+    for condition in cfg.conditions:  # fail on a bad condition before any training
+        condition.circuit(cfg.sizes, cfg.activation, cfg.seeds[0])
+    tasks = [(c, s) for c in cfg.conditions for s in cfg.seeds]
+    jobs = default_jobs(cfg) if jobs is None else jobs
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive int; got {jobs!r}")
+    save_run(out, cfg, {"status": "running"}, seed=list(cfg.seeds))
+
+    runs: list[dict | None] = [None] * len(tasks)
+    results: dict[str, Any] = {"status": "running", "sizes": list(cfg.sizes),
+                               "backend": cfg.backend, "build_options": cfg.build_options,
+                               "jobs": jobs}
+
+    def assemble() -> dict:
+        conds = []
+        for i, c in enumerate(cfg.conditions):
+            done = [r for r in runs[i * len(cfg.seeds):(i + 1) * len(cfg.seeds)] if r is not None]
+            entry = {"label": c.label, "rule": c.rule, "subspace": c.subspace, "rank": c.rank,
+                     "condition": c, "runs": done}
+            if done:
+                entry["summary"] = summarize(c, done)
+            conds.append(entry)
+        return dict(results, conditions=conds)
+
+    bar = Progress(len(tasks) * cfg.epochs, desc="demo", stream=stream, enabled=progress)
+    data_line = (f"digits: {dataset.x_train.shape[0]} train / {dataset.x_test.shape[0]} test; MLP "
+                 f"{'-'.join(map(str, cfg.sizes))} {cfg.activation}; {len(cfg.conditions)} conditions x "
+                 f"{len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''} x {cfg.epochs} epoch"
+                 f"{'s' if cfg.epochs > 1 else ''} "
+                 f"on {cfg.backend}, {jobs} "
+                 f"process{'es' if jobs > 1 else ''}")
+    bar.write(data_line)
+
+    def finished(index: int, run: dict) -> None:
+        runs[index] = run
+        condition, seed = tasks[index]
+        outcome = (f"diverged in epoch {run['diverged']['epoch']}" if run["diverged"]
+                   else f"test accuracy {100 * run['test_accuracy'][-1]:5.1f} %")
+        bar.write(f"  {condition.label:<19} seed {seed}: {outcome}  ({run['time'][-1]:.1f} s)")
+        write_json(out / "results.json", assemble())
+
+    with bar:
+        if jobs == 1:
+            with single_threaded(torch=cfg.backend == "torch" and cfg.on_cpu):
+                for index, (condition, seed) in enumerate(tasks):
+                    def tick(epoch, rec, label=f"{condition.label} s{seed}"):
+                        if epoch:
+                            bar.update(1, f"{label}  acc {100 * rec['test_accuracy']:.1f} %")
+                    run = run_condition(condition, seed, cfg, dataset, tick)
+                    bar.update(cfg.epochs - run_epochs(run))  # the epochs a divergence skipped
+                    finished(index, run)
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            # spawn, not fork: forking a process that holds torch or BLAS threads can deadlock
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
+                                     initargs=(cfg, dataset)) as pool:
+                futures = [pool.submit(_worker_run, i, c, s) for i, (c, s) in enumerate(tasks)]
+                try:
+                    for future in as_completed(futures):
+                        index, run = future.result()
+                        bar.update(cfg.epochs, tasks[index][0].label)
+                        finished(index, run)
+                except BaseException:
+                    # without this, leaving the pool would first finish every queued run
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+
+    final = assemble()
+    rows = [entry["summary"] for entry in final["conditions"]]
+    final.update(status="complete", table=rows, total_time=time.perf_counter() - t_start)
+    plot_curves(final, out)
+    (out / "table.md").write_text(format_table(rows) + "\n")
+    final["total_time"] = time.perf_counter() - t_start
+    write_json(out / "results.json", final)
+    return final
+
+
+__all__ = ["Condition", "DEMO_CONDITIONS", "DemoConfig", "Diverged", "History", "default_jobs",
+           "evaluate", "format_table", "git_sha", "plot_curves", "results_dir", "run_condition",
+           "run_demo", "run_epochs", "save_run", "seed_everything", "single_threaded", "summarize",
+           "to_jsonable", "train", "versions", "write_json"]

@@ -1,0 +1,134 @@
+"""The ``bioplastic`` command: help, demo end to end, analysis dispatch, info, the command registry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bioplastic import cli
+from bioplastic.experiment import DEMO_CONDITIONS
+
+
+def test_python_m_bioplastic_help():
+    done = subprocess.run([sys.executable, "-m", "bioplastic", "--help"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    for name in ("demo", "analysis", "info", "bench"):
+        assert name in done.stdout
+    assert "usage: bioplastic" in done.stdout
+
+
+def test_no_command_prints_help_and_version(capsys):
+    assert cli.main([]) == 0
+    assert "usage: bioplastic" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as err:
+        cli.main(["--version"])
+    assert err.value.code == 0 and "bioplastic 0.1.0" in capsys.readouterr().out
+
+
+def test_demo_quick_end_to_end_and_rerun_from_config(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--quick", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    for name in ("config.json", "results.json", "table.md", "test_accuracy.png", "train_loss.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    meta = json.loads((out / "config.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    assert meta["config"]["epochs"] == 2 and meta["config"]["seeds"] == [0]
+    assert meta["config"]["backend"] == "reference"
+    assert results["status"] == "complete"
+    assert [c["label"] for c in results["conditions"]] == [c.label for c in DEMO_CONDITIONS]
+    for cond in results["conditions"]:
+        (run,) = cond["runs"]
+        assert len(run["test_accuracy"]) == 3 and len(run["train_loss"]) == 3  # epochs 0, 1, 2
+        assert cond["summary"]["accuracy_mean"] == run["test_accuracy"][-1]
+    # the table printed on stdout, one row per condition; progress went to stderr
+    table = [line for line in captured.out.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(DEMO_CONDITIONS) and table[0].startswith("| rule")
+    assert (out / "table.md").read_text().splitlines()[0] == table[0]
+    assert "demo [" in captured.err and "| rule" not in captured.err
+
+    # config.json holds everything needed: a rerun from it gives the same numbers
+    again = tmp_path / "again"
+    assert cli.main(["demo", "--config", str(out / "config.json"), "--out", str(again), "-q"]) == 0
+    rerun = json.loads((again / "results.json").read_text())
+    assert [c["runs"][0]["test_accuracy"] for c in rerun["conditions"]] == \
+           [c["runs"][0]["test_accuracy"] for c in results["conditions"]]
+    assert capsys.readouterr().err == ""
+
+
+def test_demo_bad_options(tmp_path, capsys):
+    assert cli.main(["demo", "--device", "cuda", "--out", str(tmp_path), "-q"]) == 2
+    assert "device applies to backend 'torch' only" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        cli.main(["demo", "--epochs", "0"])
+    assert err.value.code == 2 and "positive integer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--backend", "numpy"])
+    assert "invalid choice" in capsys.readouterr().err
+    assert cli.main(["demo", "--config", str(tmp_path / "missing.json")]) == 2
+    assert "cannot read --config" in capsys.readouterr().err
+
+
+@pytest.fixture
+def analyses(tmp_path, monkeypatch):
+    folder = tmp_path / "analyses"
+    folder.mkdir()
+    (folder / "_echo_prefix.py").write_text("PREFIX = 'got'\n")
+    # a dataclass under postponed annotations needs its module in sys.modules while it is defined
+    (folder / "echo.py").write_text(
+        "from __future__ import annotations\nimport json, sys\nfrom dataclasses import dataclass\n"
+        "from _echo_prefix import PREFIX\n\n@dataclass(frozen=True)\nclass Config:\n    rank: int = 1\n\n"
+        "def main(argv):\n    print(PREFIX, json.dumps(argv))\n    return 0\n")
+    (folder / "fails.py").write_text("def main(argv):\n    return 3\n")
+    (folder / "results.py").write_text("def main(argv):\n    return {'accuracy': 0.5}\n")
+    (folder / "nomain.py").write_text("X = 1\n")
+    monkeypatch.setattr(cli, "analyses_dir", lambda: folder)
+    return folder
+
+
+def test_analysis_runs_main_with_options(analyses, capsys):
+    assert cli.main(["analysis", "echo", "--rank=3", "--out=x"]) == 0
+    assert capsys.readouterr().out.strip() == 'got ["--rank=3", "--out=x"]'
+    assert cli.main(["analysis", "fails"]) == 3
+    assert cli.main(["analysis", "results"]) == 0  # a returned dict of results is success
+    assert str(analyses) not in sys.path  # the folder is only importable while the script runs
+
+
+def test_analysis_unknown_name_lists_options(analyses, capsys):
+    assert cli.main(["analysis", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown analysis 'nope'" in err and "valid options: echo, fails, nomain, results" in err
+    assert "_echo_prefix" not in err
+    assert cli.main(["analysis"]) == 0
+    assert "available analyses: echo, fails, nomain, results" in capsys.readouterr().out
+    assert cli.main(["analysis", "nomain"]) == 2
+    assert "defines no main(argv)" in capsys.readouterr().err
+
+
+def test_analysis_folder_of_the_checkout():
+    # the real folder sits next to the package, so the command finds it from any working directory
+    assert cli.analyses_dir().name == "analyses"
+    assert (cli.analyses_dir().parent / "bioplastic" / "cli.py").is_file()
+
+
+def test_info(capsys):
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "numpy" in out and "reference     available" in out
+    for name in ("reference", "torch", "brian2"):
+        assert f"  {name}" in out
+
+
+def test_register_command_adds_a_subcommand(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))
+    cli.register_command("toy", "a toy command",
+                         lambda p: p.add_argument("--n", type=int, default=1),
+                         lambda args: print("toy", args.n) or 0)
+    assert cli.main(["toy", "--n", "4"]) == 0
+    assert capsys.readouterr().out == "toy 4\n"
+    with pytest.raises(ValueError, match="already registered"):
+        cli.register_command("demo", "again", lambda p: None, lambda a: 0)
