@@ -30,8 +30,8 @@ def _parse(text: str, default: Any, key: str) -> Any:
     if isinstance(default, (tuple, list)):
         try:
             value = json.loads(text if text.startswith("[") else f"[{text}]")
-        except json.JSONDecodeError:
-            raise ValueError(f"--{key} takes a comma-separated list; got {text!r}") from None
+        except json.JSONDecodeError:  # bare words: --subspaces=fixed,local
+            value = [item.strip() for item in text.strip("[]").split(",") if item.strip()]
         return type(default)(value)
     if default is None or isinstance(default, str):
         return text

@@ -1,0 +1,380 @@
+"""Accuracy vs feedback rank: an error of the task's dimensionality suffices, if its subspace adapts.
+
+LDFA sends each layer's error back through r bottleneck neurons, B_l = Q_l P_l of rank r
+(research/paper.md section 2). The paper's claim: r of the order of the task dimension d reaches
+backprop-level performance, and fixed (task-agnostic) random low-rank feedback does worse (its linear
+theory, section 3.3: for r < d, fixed feedback converges to the spurious fixed point
+W2 W1 = S S^T P^T (P S S^T P^T)^-1 P S, exact only once r >= d).
+
+For every rank r and subspace rule (fixed, local, normative, oja), the same MLP is trained on
+
+* ``digits``: the bundled 8 x 8 digits (d = 10 classes); metric: test accuracy after the last
+  epoch (not the best epoch, as the authors' code reports);
+* ``teacher``: a linear teacher y = T x of rank d (``task_dim``) with more outputs than d
+  (:func:`bioplastic.data.teacher_student`); metric: final relative test error
+  ||yhat - y||^2 / ||y||^2,
+
+over several seeds (mean +- sd). The references are bp, fa and dfa, and ``readout``: no feedback at
+all (r = 0: the hidden layers keep their initial weights, only the readout learns), the floor that
+any feedback has to lift. The rank r is applied to every feedback pathway, clipped to
+min(n_{l-1}, n_l) (so the pathway from the d-dimensional output never exceeds d).
+
+Hidden layers are 32 wide by default because on digits random hidden features and a trained readout
+already reach 82-86 % at width 128 (measured), which leaves little for the feedback to show; at
+width 32 the readout alone reaches ~57 % and bp ~92 %.
+
+Run: ``bioplastic analysis accuracy_vs_rank [--task=teacher --epochs=30 --seeds=0,1,2 ...]``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bioplastic import config as config_mod
+from bioplastic import experiment
+
+#: Tasks this analysis knows, with their metric.
+TASKS = {"digits": "test_accuracy", "teacher": "relative_error"}
+#: Reference conditions: rule name -> plot label.
+REFERENCES = {"bp": "bp", "fa": "fa", "dfa": "dfa", "readout": "readout only (r = 0)"}
+SUBSPACES = ("fixed", "local", "normative", "oja")
+
+
+@dataclass(frozen=True)
+class Config:
+    task: str = "digits"           # digits (bundled) or teacher (linear teacher-student, task_dim)
+    width: int = 32                # hidden units: narrow enough that the hidden layers must learn
+    depth: int = 2                 # hidden layers (one feedback pathway into each)
+    ranks: tuple = (1, 2, 3, 5, 8, 10, 16, 32)  # r of every pathway, clipped to min(n_{l-1}, n_l)
+    subspaces: tuple = SUBSPACES   # ldfa subspace rules to sweep
+    references: tuple = ("bp", "fa", "dfa", "readout")  # horizontal lines
+    activation: str = "relu"       # digits: with tanh every rule and rank landed within 2 % (measured)
+    teacher_activation: str = "linear"  # teacher: the linear theory's setting
+    lr: float = 0.03               # the demo's rate: the largest stable for every rule on digits
+    feedback_lr: float = 0.01      # Oja diverged at 0.03 on teacher (eta * lambda_max(C) ~ 1 early)
+    epochs: int = 30
+    batch_size: int = 32
+    seeds: tuple = (0, 1, 2)       # each seed: initial weights and batch order
+    backend: str = "reference"     # numpy: 0.3-0.4 ms/step vs torch 0.5-0.9 here (measured)
+    jobs: int = 0                  # worker processes; 0: one per core
+    teacher_in: int = 50           # teacher input dimension n (> width, so random features miss T)
+    teacher_out: int = 20          # teacher outputs m (> task_dim: r < m can still suffice)
+    task_dim: int = 5              # teacher rank d, the task dimension
+    teacher_samples: int = 2000    # split 3:1 into train and test
+    task_seed: int = 1000          # not 0: teacher_student(seed=0) would draw W1's first numbers
+    out: str = "results/accuracy_vs_rank"
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure helpers
+# --------------------------------------------------------------------------------------------------
+
+def pathway_ranks(r: int, sizes) -> list[int]:
+    """Rank of each feedback pathway l = 2..L: r clipped to min(n_{l-1}, n_l)."""
+    return [min(int(r), sizes[l - 1], sizes[l]) for l in range(2, len(sizes))]
+
+
+def summarize(values) -> dict:
+    """Mean and sd (ddof = 1; 0 for one value) over the finite values; diverged runs are counted."""
+    v = np.array([np.nan if x is None else x for x in values], dtype=float)
+    ok = v[np.isfinite(v)]
+    return {"mean": float(ok.mean()) if ok.size else None,
+            "sd": float(ok.std(ddof=1)) if ok.size > 1 else 0.0 if ok.size else None,
+            "n": int(ok.size), "diverged": int(v.size - ok.size)}
+
+
+def check(cfg: Config) -> None:
+    """Raise a clear error on a bad config, before any training."""
+    if cfg.task not in TASKS:
+        raise ValueError(f"unknown task {cfg.task!r}; valid options: {', '.join(TASKS)}")
+    bad = [s for s in cfg.subspaces if s not in SUBSPACES]
+    if bad:
+        raise ValueError(f"unknown subspaces {bad}; valid options: {', '.join(SUBSPACES)}")
+    bad = [s for s in cfg.references if s not in REFERENCES]
+    if bad:
+        raise ValueError(f"unknown references {bad}; valid options: {', '.join(REFERENCES)}")
+    if not cfg.ranks or not all(isinstance(r, int) and r >= 1 for r in cfg.ranks):
+        raise ValueError(f"ranks must be positive ints; got {cfg.ranks!r}")
+    if not cfg.seeds:
+        raise ValueError("seeds must name at least one seed")
+    if cfg.depth < 1 or cfg.width < 1:
+        raise ValueError(f"depth and width must be >= 1; got {cfg.depth}, {cfg.width}")
+    if cfg.jobs < 0:
+        raise ValueError(f"jobs must be >= 0 (0: one per core); got {cfg.jobs}")
+
+
+# --------------------------------------------------------------------------------------------------
+# One run (module level so that worker processes can import it)
+# --------------------------------------------------------------------------------------------------
+
+_DATA: dict = {}
+
+
+def task_data(cfg: Config):
+    """(Dataset, sizes, activation, d, target scale) of the task; cached per process."""
+    key = (cfg.task, cfg.width, cfg.depth, cfg.teacher_in, cfg.teacher_out, cfg.task_dim,
+           cfg.teacher_samples, cfg.task_seed)
+    if key in _DATA:
+        return _DATA[key]
+    from bioplastic import data
+
+    if cfg.task == "digits":
+        ds = data.load_digits()
+        d, act = ds.n_classes, cfg.activation
+    else:
+        ts = data.teacher_student(cfg.teacher_in, cfg.teacher_out, cfg.teacher_samples,
+                                  rank=cfg.task_dim, seed=cfg.task_seed)
+        # T = A B / sqrt(k) gives outputs of variance n; dividing by sqrt(n) makes it 1, the scale
+        # of the digits' one-hot targets, so one learning rate serves both tasks
+        x, y = ts.x, ts.y / np.sqrt(cfg.teacher_in)
+        n_train = (3 * len(x)) // 4
+        labels = y.argmax(axis=1)  # a Dataset needs labels; accuracy is not used for regression
+        ds = data.Dataset(x[:n_train], y[:n_train], labels[:n_train], x[n_train:], y[n_train:],
+                          labels[n_train:], name="teacher",
+                          classes=tuple(str(i) for i in range(cfg.teacher_out)),
+                          info={"task_dim": cfg.task_dim, "seed": cfg.task_seed})
+        d, act = cfg.task_dim, cfg.teacher_activation
+    sizes = [ds.n_in] + [cfg.width] * cfg.depth + [ds.y_train.shape[1]]
+    # the loss of predicting 0 on the test set, the denominator of the relative error
+    scale = 0.5 * float(np.mean(np.sum(ds.y_test ** 2, axis=1)))
+    _DATA[key] = (ds, sizes, act, d, scale)
+    return _DATA[key]
+
+
+def run_one(cfg: Config, label: str, rule: str, subspace: str | None, ranks: list | None,
+            seed: int) -> dict:
+    """Train one condition for one seed; the final metric is ``None`` if training diverged."""
+    import bioplastic
+    import circuits
+
+    ds, sizes, act, _, scale = task_data(cfg)
+    readout_only = rule == "readout"
+    kw = {}
+    if rule == "ldfa" or readout_only:
+        # readout only: ldfa with fixed Q = 0 delivers no error to any hidden layer
+        kw = {"rank": 1 if readout_only else list(ranks),
+              "subspace": "fixed" if readout_only else subspace}
+    circuit = circuits.mlp(sizes, rule="ldfa" if readout_only else rule, activation=act, lr=cfg.lr,
+                           feedback_lr=cfg.feedback_lr, seed=seed, **kw)
+    runner = bioplastic.build(circuit, backend=cfg.backend)
+    if readout_only:
+        runner.set_weights({f"Q{l}": np.zeros(circuit.shape(f"Q{l}"))
+                            for l in range(2, len(sizes))})
+    experiment.seed_everything(seed)
+    t0 = time.perf_counter()
+    try:
+        hist = experiment.train(runner, ds, cfg.epochs, cfg.batch_size, seed=seed)
+        diverged = False
+    except FloatingPointError as err:  # the run is reported as diverged, not dropped
+        hist = getattr(err, "history", None) or experiment.History()
+        diverged = True
+    acc, loss = list(hist.test_accuracy), list(hist.test_loss)
+    return {"label": label, "rule": rule, "subspace": subspace, "ranks": ranks, "seed": seed,
+            "diverged": diverged,
+            "test_accuracy": None if diverged else acc[-1],
+            "test_loss": None if diverged else loss[-1],
+            "relative_error": None if diverged else loss[-1] / scale,
+            "curve_accuracy": acc, "curve_relative_error": [v / scale for v in loss],
+            "seconds": time.perf_counter() - t0}
+
+
+def _init_worker() -> None:
+    # one BLAS thread per worker: the workers already fill the cores, and these matrices are small
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=1)
+
+
+def _worker(cfg: dict, *args) -> dict:
+    return run_one(Config(**cfg), *args)
+
+
+def _importable_module():
+    """This file imported under its own name, so that spawned workers can unpickle its functions.
+
+    The CLI loads analyses by path under a private module name that a fresh process cannot import;
+    the analyses folder goes on sys.path (which spawned workers inherit) and the file is imported
+    as a plain module. Configs cross as dicts, for the same reason.
+    """
+    folder = str(Path(__file__).resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(Path(__file__).stem)
+
+
+# --------------------------------------------------------------------------------------------------
+# The sweep
+# --------------------------------------------------------------------------------------------------
+
+def conditions(cfg: Config, sizes) -> list[tuple]:
+    """(label, rule, subspace, pathway ranks) of every condition; effective duplicates dropped."""
+    out = [(ref, ref, None, None) for ref in cfg.references]
+    seen = set()
+    for r in sorted(set(cfg.ranks)):
+        ranks = pathway_ranks(r, sizes)
+        if tuple(ranks) in seen:
+            print(f"  rank {r}: same pathway ranks {ranks} as a smaller r; skipped", file=sys.stderr)
+            continue
+        seen.add(tuple(ranks))
+        out += [(f"ldfa-{s}-r{r}", "ldfa", s, ranks) for s in cfg.subspaces]
+    return out
+
+
+def run(cfg: Config) -> dict:
+    """Train every condition for every seed; no plotting."""
+    check(cfg)
+    ds, sizes, act, d, scale = task_data(cfg)
+    conds = conditions(cfg, sizes)
+    tasks = [(c, s) for c in conds for s in cfg.seeds]
+    jobs = cfg.jobs or min(os.cpu_count() or 1, len(tasks))
+    metric = TASKS[cfg.task]
+    print(f"accuracy vs rank on {cfg.task}: MLP {'-'.join(map(str, sizes))} {act}, "
+          f"{len(conds)} conditions x {len(cfg.seeds)} seeds x {cfg.epochs} epochs, "
+          f"{cfg.backend} backend, {jobs} process{'es' if jobs > 1 else ''}", file=sys.stderr)
+    t0 = time.perf_counter()
+    runs = []
+
+    def report(res):
+        runs.append(res)
+        value = res[metric]
+        shown = "diverged" if value is None else f"{value:.4f}"
+        print(f"  [{len(runs):3d}/{len(tasks)}] {res['label']:<22} seed {res['seed']}: {metric} "
+              f"{shown}  ({res['seconds']:.1f} s)", file=sys.stderr)
+
+    if jobs == 1:
+        with experiment.single_threaded(torch=cfg.backend == "torch"):
+            for (label, rule, sub, ranks), seed in tasks:
+                report(run_one(cfg, label, rule, sub, ranks, seed))
+    else:
+        import multiprocessing
+
+        module = _importable_module()
+        # spawn, not fork: forking a process that holds BLAS (or torch) threads can deadlock
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=module._init_worker) as pool:
+            futures = [pool.submit(module._worker, asdict(cfg), label, rule, sub, ranks, seed)
+                       for (label, rule, sub, ranks), seed in tasks]
+            for future in as_completed(futures):
+                report(future.result())
+    order = {(c[0], s): i for i, (c, s) in enumerate(tasks)}
+    runs.sort(key=lambda r: order[(r["label"], r["seed"])])
+
+    def stats(label):
+        mine = [r for r in runs if r["label"] == label]
+        return {key: summarize([r[key] for r in mine])
+                for key in ("test_accuracy", "test_loss", "relative_error")}
+
+    references = {ref: stats(ref) for ref in cfg.references}
+    ldfa = {s: [dict(rank=int(label.rsplit("-r", 1)[1]), ranks=ranks, **stats(label))
+                for label, rule, sub, ranks in conds if sub == s]
+            for s in cfg.subspaces}
+    return {"task": cfg.task, "metric": metric, "sizes": sizes, "activation": act,
+            "task_dim": d, "chance": 1.0 / ds.n_classes if cfg.task == "digits" else None,
+            "target_loss_scale": scale, "jobs": jobs, "references": references, "ldfa": ldfa,
+            "runs": runs, "total_time": time.perf_counter() - t0}
+
+
+# --------------------------------------------------------------------------------------------------
+# Figure
+# --------------------------------------------------------------------------------------------------
+
+SUBSPACE_STYLE = {"fixed": dict(color="#7f7f7f", marker="s", ls=":"),
+                  "local": dict(color="#1f77b4", marker="o", ls="-"),
+                  "normative": dict(color="#2ca02c", marker="^", ls="--"),
+                  "oja": dict(color="#d62728", marker="D", ls="-.")}
+REFERENCE_STYLE = {"bp": dict(color="black", ls="-"), "fa": dict(color="#9467bd", ls="--"),
+                   "dfa": dict(color="#8c564b", ls="-."), "readout": dict(color="#bcbd22", ls=":")}
+
+
+def plot(results: dict, cfg: Config):
+    """Final metric vs rank r (log axis), one line per subspace rule, references horizontal."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
+
+    from bioplastic.plotting import save
+
+    metric = results["metric"]
+    panels = [(metric, "test accuracy" if metric == "test_accuracy" else
+               r"relative test error $\|\hat y - y\|^2 / \|y\|^2$")]
+    if metric == "test_accuracy":
+        panels.append(("test_loss", r"test loss $\frac{1}{2}\|\hat y - y\|^2$"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels) + 1.6, 4.6), squeeze=False)
+    ranks_all = sorted({e["rank"] for entries in results["ldfa"].values() for e in entries})
+    for ax, (key, ylabel) in zip(axes[0], panels):
+        for ref, entry in results["references"].items():
+            m, sd = entry[key]["mean"], entry[key]["sd"]
+            if m is None:
+                continue
+            style = REFERENCE_STYLE[ref]
+            ax.axhline(m, lw=1.4, label=REFERENCES[ref], **style)
+            ax.axhspan(m - sd, m + sd, color=style["color"], alpha=0.10, lw=0)
+        for sub, entries in results["ldfa"].items():
+            r = np.array([e["rank"] for e in entries])
+            m = np.array([np.nan if e[key]["mean"] is None else e[key]["mean"] for e in entries])
+            sd = np.array([np.nan if e[key]["sd"] is None else e[key]["sd"] for e in entries])
+            style = SUBSPACE_STYLE[sub]
+            ax.errorbar(r, m, yerr=sd, lw=1.8, ms=5, capsize=3, label=f"ldfa {sub}", **style)
+            for ri, e in zip(r, entries):
+                if e[key]["diverged"]:
+                    ax.annotate(f"{e[key]['diverged']} div.", (ri, m[list(r).index(ri)]),
+                                fontsize=6, color=style["color"], xytext=(3, -9),
+                                textcoords="offset points")
+        d = results["task_dim"]
+        ax.axvline(d, color="0.5", lw=0.8, ls=(0, (2, 3)))
+        ax.text(d, 1.0, f" r = d = {d}", transform=ax.get_xaxis_transform(), fontsize=8,
+                color="0.35", va="bottom")
+        if metric == "test_accuracy" and key == metric and results["chance"] is not None:
+            ax.axhline(results["chance"], color="0.7", lw=0.8)
+            ax.text(ranks_all[0], results["chance"], " chance", fontsize=7, color="0.5", va="bottom")
+        if key == "relative_error":  # spans decades on the teacher task
+            ax.set_yscale("log")
+        ax.set_xscale("log")
+        ax.set_xticks(ranks_all)
+        ax.set_xticklabels([str(v) for v in ranks_all])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel(r"feedback rank $r$ (every pathway, clipped to $\min(n_{l-1}, n_l)$)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    n_seeds = len(cfg.seeds)
+    task = ("digits" if results["task"] == "digits" else
+            f"linear teacher, task dimension d = {results['task_dim']}, "
+            f"{results['sizes'][-1]} outputs")
+    fig.suptitle(f"{task}\nMLP {'-'.join(map(str, results['sizes']))} {results['activation']}, "
+                 f"{cfg.epochs} epochs; mean +- sd over {n_seeds} seed{'s' * (n_seeds > 1)}",
+                 fontsize=10)
+    return save(fig, f"{cfg.out}/accuracy_vs_rank.png")
+
+
+def main(argv=None) -> dict:
+    cfg = config_mod.override(Config(), argv)
+    check(cfg)
+    results = run(cfg)
+    experiment.save_run(cfg.out, asdict(cfg), results, seed=list(cfg.seeds))
+    print(f"figure: {plot(results, cfg)}")
+    metric = results["metric"]
+
+    def fmt(s):
+        return "diverged" if s["mean"] is None else f"{s['mean']:.3g} +- {s['sd']:.2g}"
+
+    print(f"{metric} (mean +- sd over {len(cfg.seeds)} seeds), {results['total_time']:.0f} s:")
+    for ref, entry in results["references"].items():
+        print(f"  {ref:<10} {fmt(entry[metric])}")
+    for sub, entries in results["ldfa"].items():
+        print(f"  ldfa {sub:<9} " + "  ".join(f"r={e['rank']}: {fmt(e[metric])}" for e in entries))
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

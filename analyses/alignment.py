@@ -1,0 +1,356 @@
+r"""Alignment over training: does the feedback come to carry backprop's signal, and in which subspace?
+
+Three measurements, taken every ``record_every`` steps on the training set
+(:mod:`bioplastic.metrics`):
+
+* the alignment angle between each pathway's feedback B_l (n_{l-1}, n_l) and the transport it
+  replaces, :math:`\theta_l = \angle(B_l, W_l^\top)` (fa, kp, and ldfa with B_l = Q_l P_l; 90 degrees:
+  unrelated, 0: B_l a positive multiple of W_l^T);
+* for ldfa, the principal angles between the feedback subspace, the row space of P_l (the r
+  directions of the layer-l error that cross the bottleneck), and the top-r principal subspace of
+  the error covariance :math:`C_l = \langle \delta_l \delta_l^\top \rangle` (uncentred, as Oja's rule
+  uses it), against the mean angle between random r-dimensional subspaces;
+* the participation ratio :math:`(\sum_i \lambda_i)^2 / \sum_i \lambda_i^2` of every layer's error,
+  the error dimensionality that reaches it.
+
+The errors delta_l are the ones each rule delivers (:meth:`AbstractRule.layer_errors` on the current
+weights), so a rule's measurements describe its own training.
+
+Run: ``bioplastic analysis alignment [--rank=3 --epochs=20 ...]``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+import bioplastic
+import circuits
+from bioplastic import config as config_mod
+from bioplastic import experiment, metrics, rules
+
+#: Condition name -> (rule, subspace); ``bp`` is the reference (angle 0 by construction).
+CONDITIONS = {"bp": ("bp", None), "fa": ("fa", None), "kp": ("kp", None),
+              "ldfa-fixed": ("ldfa", "fixed"), "ldfa-local": ("ldfa", "local"),
+              "ldfa-normative": ("ldfa", "normative"), "ldfa-oja": ("ldfa", "oja")}
+
+
+@dataclass(frozen=True)
+class Config:
+    sizes: tuple = (64, 64, 64, 10)  # digits MLP; hidden 64 > rank, so subspaces are a choice
+    activation: str = "relu"       # as the demo
+    rank: int = 3                  # ldfa rank r < d = 10: which r directions cross is the question
+    conditions: tuple = tuple(CONDITIONS)  # bp: the participation-ratio reference
+    lr: float = 0.03               # the demo's rate
+    feedback_lr: float = 0.03      # = lr, as kp's B must move with W's step; Oja stable at width 64
+    kp_decay: float = 0.03         # B - W^T decays as (1 - lr decay)^t: the demo's 1e-3 left 73 deg
+    epochs: int = 40
+    batch_size: int = 32
+    record_every: int = 20         # steps between measurements (42 steps per epoch on digits)
+    seeds: tuple = (0, 1, 2)       # each seed: initial weights and batch order
+    random_draws: int = 500        # Monte Carlo draws for the random-subspace angle
+    out: str = "results/alignment"
+
+
+def check(cfg: Config) -> None:
+    """Raise a clear error on a bad config, before any training."""
+    bad = [c for c in cfg.conditions if c not in CONDITIONS]
+    if bad:
+        raise ValueError(f"unknown conditions {bad}; valid options: {', '.join(CONDITIONS)}")
+    if len(cfg.sizes) < 3:
+        raise ValueError(f"sizes needs a hidden layer (at least 3 entries); got {cfg.sizes}")
+    if cfg.record_every < 1 or cfg.epochs < 1 or not cfg.seeds:
+        raise ValueError("record_every and epochs must be >= 1 and seeds non-empty; got "
+                         f"{cfg.record_every}, {cfg.epochs}, {cfg.seeds}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure measurement functions
+# --------------------------------------------------------------------------------------------------
+
+def layer_errors(weights: dict, x: np.ndarray, y: np.ndarray, rule, act: str) -> tuple[list, float]:
+    """(delta_l (n, n_l) for l = 1..L, loss) that ``rule`` delivers with ``weights`` on (x, y)."""
+    L = sum(1 for k in weights if k.startswith("W"))
+    _, fprime = rules.activation(act)
+    a, h = rules.forward(weights, x, L, act)
+    e = h[-1] - y
+    return rule.layer_errors(weights, a, e, fprime)[1:], rules.loss(h[-1], y)
+
+
+def top_subspace(cov: np.ndarray, r: int) -> np.ndarray:
+    """Orthonormal basis (n, r) of the top-r eigenvectors of a symmetric covariance."""
+    _, vecs = np.linalg.eigh(cov)
+    return vecs[:, ::-1][:, :r]
+
+
+def random_subspace_angle(n: int, r: int, draws: int, seed: int = 0) -> float:
+    """Mean principal angle (degrees) between two uniformly random r-dimensional subspaces of R^n."""
+    if r >= n:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    total = 0.0
+    for _ in range(draws):
+        total += np.mean(metrics.principal_angles(rng.normal(size=(n, r)), rng.normal(size=(n, r))))
+    return float(np.degrees(total / draws))
+
+
+def measure(weights: dict, rule_name: str, rule, act: str, x: np.ndarray, y: np.ndarray) -> dict:
+    """Every measurement of one moment of training (module docstring)."""
+    L = sum(1 for k in weights if k.startswith("W"))
+    deltas, loss = layer_errors(weights, x, y, rule, act)
+    out = {"loss": loss, "angle": {}, "optimum_angle": {}, "principal_angles": {},
+           "participation_ratio": {str(l): metrics.participation_ratio(deltas[l - 1])
+                                   for l in range(1, L + 1)}}
+    if rule_name != "bp":
+        for l, B in metrics.feedback_matrices(weights, rule_name).items():
+            out["angle"][str(l)] = metrics.alignment_angle(B, weights[f"W{l}"])
+    if rule_name == "ldfa":
+        for l in range(2, L + 1):
+            # the smallest angle any rank-r B reaches: the truncated SVD of W^T (Eckart-Young),
+            # cos = sqrt(explained variance)
+            ev = metrics.explained_variance(weights[f"W{l}"], weights[f"P{l}"].shape[0])
+            out["optimum_angle"][str(l)] = float(np.degrees(np.arccos(np.sqrt(min(ev, 1.0)))))
+            P, d = weights[f"P{l}"], deltas[l - 1]
+            top = top_subspace(d.T @ d / d.shape[0], P.shape[0])
+            out["principal_angles"][str(l)] = np.degrees(metrics.principal_angles(P.T, top)).tolist()
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Training with measurements
+# --------------------------------------------------------------------------------------------------
+
+def run_one(cfg: Config, name: str, seed: int, dataset) -> dict:
+    """Train condition ``name`` for one seed, measuring every ``record_every`` steps."""
+    rule_name, subspace = CONDITIONS[name]
+    kw = {"rank": cfg.rank, "subspace": subspace} if rule_name == "ldfa" else {}
+    circuit = circuits.mlp(list(cfg.sizes), rule=rule_name, activation=cfg.activation, lr=cfg.lr,
+                           feedback_lr=cfg.feedback_lr, decay=cfg.kp_decay if name == "kp" else 0.0,
+                           seed=seed, **kw)
+    runner = bioplastic.build(circuit)
+    rule = rules.get_rule(rule_name, subspace)
+    experiment.seed_everything(seed)
+    rng = np.random.default_rng(seed)
+    x, y = dataset.x_train, dataset.y_train
+    series: dict = {"step": [], "loss": [], "angle": {}, "optimum_angle": {},
+                    "principal_angles": {}, "participation_ratio": {}}
+
+    def record(step: int) -> None:
+        m = measure(runner.get_weights(), rule_name, rule, cfg.activation, x, y)
+        series["step"].append(step)
+        series["loss"].append(m["loss"])
+        for key in ("angle", "optimum_angle", "principal_angles", "participation_ratio"):
+            for l, v in m[key].items():
+                series[key].setdefault(l, []).append(v)
+
+    step, diverged = 0, False
+    record(0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(cfg.epochs):
+            # drop_last: digits' 1347 samples leave a final batch of 3, whose full-size step
+            # visibly jolted the error statistics measured right after it
+            for xb, yb in dataset.batches(cfg.batch_size, rng, drop_last=True):
+                loss = runner.train_step(xb, yb)
+                step += 1
+                if not np.isfinite(loss):
+                    diverged = True
+                    break
+                if step % cfg.record_every == 0:
+                    record(step)
+            if diverged:
+                break
+    if not diverged and series["step"][-1] != step:
+        record(step)
+    _, acc = experiment.evaluate(runner, dataset.x_test, dataset.y_test, dataset.labels_test)
+    return dict(series, seed=seed, diverged=diverged, test_accuracy=None if diverged else acc)
+
+
+def _mean_sd(curves: list) -> dict:
+    """Mean and sd (ddof = 1; 0 for one seed) over seeds of curves, cut to the shortest (a run
+    that diverged stops early)."""
+    n = min(len(c) for c in curves)
+    arr = np.array([c[:n] for c in curves], dtype=float)
+    sd = arr.std(axis=0, ddof=1) if len(arr) > 1 else np.zeros(n)
+    return {"mean": arr.mean(axis=0).tolist(), "sd": sd.tolist()}
+
+
+def summarize(runs: list) -> dict:
+    """Per-quantity mean/sd curves over seeds, and the first and last values (mean, sd)."""
+    out: dict = {"loss": _mean_sd([r["loss"] for r in runs])}
+    for key in ("angle", "optimum_angle", "participation_ratio"):
+        out[key] = {l: _mean_sd([r[key][l] for r in runs]) for l in runs[0][key]}
+    # the mean over the r principal angles summarises a subspace's distance in one number
+    out["mean_principal_angle"] = {
+        l: _mean_sd([np.mean(r["principal_angles"][l], axis=1) for r in runs])
+        for l in runs[0]["principal_angles"]}
+    accs = [r["test_accuracy"] for r in runs if r["test_accuracy"] is not None]
+    out["test_accuracy"] = {"mean": float(np.mean(accs)) if accs else None,
+                            "sd": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0}
+    out["diverged"] = sum(r["diverged"] for r in runs)
+
+    def ends(curve):
+        return {"first": curve["mean"][0], "last": curve["mean"][-1], "last_sd": curve["sd"][-1]}
+
+    out["ends"] = {key: {l: ends(c) for l, c in out[key].items()}
+                   for key in ("angle", "optimum_angle", "participation_ratio",
+                               "mean_principal_angle")}
+    return out
+
+
+def run(cfg: Config) -> dict:
+    """Train every condition for every seed with measurements; no plotting."""
+    from bioplastic.data import load_digits
+
+    check(cfg)
+    dataset = load_digits()
+    if dataset.n_in != cfg.sizes[0] or dataset.n_classes != cfg.sizes[-1]:
+        raise ValueError(f"sizes {cfg.sizes} do not fit digits: the first must be {dataset.n_in} "
+                         f"and the last {dataset.n_classes}")
+    L = len(cfg.sizes) - 1
+    print(f"alignment on digits: MLP {'-'.join(map(str, cfg.sizes))} {cfg.activation}, rank "
+          f"{cfg.rank}, {len(cfg.conditions)} conditions x {len(cfg.seeds)} seeds x {cfg.epochs} "
+          f"epochs", file=sys.stderr)
+    t0 = time.perf_counter()
+    conds = {}
+    with experiment.single_threaded():
+        for name in cfg.conditions:
+            runs = []
+            for seed in cfg.seeds:
+                t1 = time.perf_counter()
+                runs.append(run_one(cfg, name, seed, dataset))
+                last = runs[-1]
+                angles = " ".join(f"B{l} {v[-1]:.1f}" for l, v in last["angle"].items())
+                acc = "diverged" if last["diverged"] else f"{last['test_accuracy']:.3f}"
+                print(f"  {name:<15} seed {seed}: angle to W^T (deg) {angles or '-'}; test acc "
+                      f"{acc}  ({time.perf_counter() - t1:.1f} s)", file=sys.stderr)
+            rule, subspace = CONDITIONS[name]
+            conds[name] = {"rule": rule, "subspace": subspace, "runs": runs,
+                           "summary": summarize(runs)}
+    steps = min((c["runs"][0]["step"] for c in conds.values()), key=len)
+    ranks = {str(l): min(cfg.rank, cfg.sizes[l - 1], cfg.sizes[l]) for l in range(2, L + 1)}
+    chance = {l: random_subspace_angle(cfg.sizes[int(l)], r, cfg.random_draws, seed=int(l))
+              for l, r in ranks.items()}
+    steps_per_epoch = dataset.x_train.shape[0] // cfg.batch_size
+    return {"sizes": list(cfg.sizes), "steps": steps, "steps_per_epoch": steps_per_epoch,
+            "ranks": ranks, "random_subspace_angle": chance, "task_dim": cfg.sizes[-1],
+            "conditions": conds, "total_time": time.perf_counter() - t0}
+
+
+# --------------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------------
+
+STYLE = {"bp": dict(color="black", ls="-"), "fa": dict(color="#9467bd", ls="--"),
+         "kp": dict(color="#ff7f0e", ls="-"), "ldfa-fixed": dict(color="#7f7f7f", ls=":"),
+         "ldfa-local": dict(color="#1f77b4", ls="-"), "ldfa-normative": dict(color="#2ca02c", ls="--"),
+         "ldfa-oja": dict(color="#d62728", ls="-.")}
+
+
+def _band(ax, t, curve, name):
+    m, sd = np.array(curve["mean"]), np.array(curve["sd"])
+    t = t[:len(m)]
+    ax.plot(t, m, lw=1.7, label=name, **STYLE[name])
+    ax.fill_between(t, m - sd, m + sd, color=STYLE[name]["color"], alpha=0.15, lw=0)
+
+
+def _pathway(l: str, sizes) -> str:
+    src = "output error" if int(l) == len(sizes) - 1 else f"layer {l}"
+    return f"B{l}: {src} -> layer {int(l) - 1}"
+
+
+def plot(results: dict, cfg: Config) -> list:
+    """Three figures: alignment angles, subspace angles, error participation ratios."""
+    import matplotlib.pyplot as plt
+
+    from bioplastic.plotting import save
+
+    conds = results["conditions"]
+    t = np.array(results["steps"]) / results["steps_per_epoch"]
+    sizes = results["sizes"]
+    L = len(sizes) - 1
+    pathways = [str(l) for l in range(2, L + 1)]
+    n_seeds = len(cfg.seeds)
+    tail = f"digits, MLP {'-'.join(map(str, sizes))}; mean +- sd over {n_seeds} seed{'s' * (n_seeds > 1)}"
+    paths = []
+
+    fig, axes = plt.subplots(1, len(pathways), figsize=(5.2 * len(pathways), 4), squeeze=False)
+    for ax, l in zip(axes[0], pathways):
+        for name, c in conds.items():
+            if l in c["summary"]["angle"]:
+                _band(ax, t, c["summary"]["angle"][l], name)
+            if l in c["summary"]["optimum_angle"]:
+                opt = c["summary"]["optimum_angle"][l]["mean"]
+                ax.plot(t[:len(opt)], opt, lw=0.8, color=STYLE[name]["color"], ls=(0, (1, 2)))
+        ax.set_title(_pathway(l, sizes), fontsize=10)
+        ax.set_ylim(0, 95)
+        ax.axhline(90, color="0.6", lw=0.8, ls=(0, (2, 3)))
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(r"angle between $B_l$ and $W_l^\top$ (degrees)")
+    axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    fig.suptitle(f"feedback alignment (ldfa rank r = {cfg.rank}; thin dotted: the best rank-r angle, "
+                 f"arccos sqrt(explained variance of W_l))\n{tail}", fontsize=10)
+    paths.append(save(fig, f"{cfg.out}/alignment_angle.png"))
+
+    ldfa = {n: c for n, c in conds.items() if c["rule"] == "ldfa"}
+    if ldfa:
+        fig, axes = plt.subplots(1, len(pathways), figsize=(5.2 * len(pathways), 4), squeeze=False)
+        for ax, l in zip(axes[0], pathways):
+            for name, c in ldfa.items():
+                _band(ax, t, c["summary"]["mean_principal_angle"][l], name)
+            chance = results["random_subspace_angle"][l]
+            ax.axhline(chance, color="0.5", lw=1, ls=(0, (2, 3)), label="random subspaces")
+            r = results["ranks"][l]
+            ax.set_title(f"{_pathway(l, sizes)}: row(P{l}) vs top-{r} of C{l}", fontsize=10)
+            ax.set_ylim(0, 92)
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("mean principal angle (degrees)")
+        axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+        fig.suptitle("feedback subspace vs principal subspace of the layer's error covariance "
+                     f"C = <delta delta^T>\n{tail}", fontsize=10)
+        paths.append(save(fig, f"{cfg.out}/subspace_angle.png"))
+
+    layers = [str(l) for l in range(1, L + 1)]
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.6 * len(layers), 4), squeeze=False)
+    for ax, l in zip(axes[0], layers):
+        for name, c in conds.items():
+            _band(ax, t, c["summary"]["participation_ratio"][l], name)
+        ax.axhline(cfg.rank, color="#d62728", lw=0.8, ls=(0, (2, 3)))
+        ax.text(t[-1], cfg.rank, f"r = {cfg.rank}", fontsize=7, ha="right", va="bottom",
+                color="#d62728")
+        ax.set_title(f"{'output' if int(l) == L else 'hidden layer ' + l} error (n = {sizes[int(l)]})",
+                     fontsize=10)
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("participation ratio of the error")
+    axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    fig.suptitle(f"error dimensionality that reaches each layer\n{tail}", fontsize=10)
+    paths.append(save(fig, f"{cfg.out}/error_dimension.png"))
+    return paths
+
+
+def main(argv=None) -> dict:
+    cfg = config_mod.override(Config(), argv)
+    check(cfg)
+    results = run(cfg)
+    experiment.save_run(cfg.out, asdict(cfg), results, seed=list(cfg.seeds))
+    for path in plot(results, cfg):
+        print(f"figure: {path}")
+    print(f"first -> last value, mean over {len(cfg.seeds)} seeds ({results['total_time']:.0f} s):")
+    for name, c in results["conditions"].items():
+        ends = c["summary"]["ends"]
+        parts = [f"angle B{l} {e['first']:.1f} -> {e['last']:.1f}" for l, e in ends["angle"].items()]
+        parts += [f"subspace B{l} {e['first']:.1f} -> {e['last']:.1f}"
+                  for l, e in ends["mean_principal_angle"].items()]
+        parts.append("PR " + ", ".join(f"{e['last']:.2f}" for e in ends["participation_ratio"].values()))
+        print(f"  {name:<15} " + "; ".join(parts))
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
