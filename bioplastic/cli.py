@@ -73,11 +73,29 @@ def _configure_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None,
                    help="rerun the config of an earlier run (its config.json); other options override it")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    p.add_argument("--brian2", action="store_true",
+                   help="instead: train the Brian2 ldfa circuit (64-100-10, r = 4) on the digits and "
+                        "compare it with the reference backend (analyses/brian2_digits.py; output "
+                        "results/demo_brian2 unless --out is given)")
+
+
+def _run_brian2_demo(args: argparse.Namespace) -> int:
+    """The circuit sub-demo: analyses/brian2_digits.py with the demo's options translated."""
+    out = "results/demo_brian2" if args.out == "results/demo" else args.out
+    options = [f"--out={out}"]
+    if args.quick:  # no compiler needed: Brian2's numpy target, one epoch, a two-point settle sweep
+        options += ["--epochs=1", "--device=runtime", "--target=numpy", "--sweep_steps=8,40"]
+    if args.epochs is not None:
+        options.append(f"--epochs={args.epochs}")
+    return _run_analysis(argparse.Namespace(name="brian2_digits", options=options))
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     import dataclasses
     import json
+
+    if args.brian2:
+        return _run_brian2_demo(args)
 
     from .experiment import DemoConfig, run_demo
 

@@ -132,3 +132,16 @@ def test_register_command_adds_a_subcommand(monkeypatch, capsys):
     assert capsys.readouterr().out == "toy 4\n"
     with pytest.raises(ValueError, match="already registered"):
         cli.register_command("demo", "again", lambda p: None, lambda a: 0)
+
+
+@pytest.mark.brian2
+def test_demo_brian2_quick_compares_circuit_and_reference(tmp_path, capsys):
+    out = tmp_path / "b2"
+    assert cli.main(["demo", "--brian2", "--quick", "--out", str(out)]) == 0
+    final = json.loads((out / "results.json").read_text())["final"]
+    # one epoch on the digits: the circuit learns (chance is 0.1) and tracks the abstract rule
+    assert final["acc_brian2"] > 0.2
+    assert abs(final["acc_brian2"] - final["acc_reference"]) < 0.03
+    for name in ("config.json", "circuit.png", "activity.png"):
+        assert (out / name).stat().st_size > 0
+    assert "accuracy brian2" in capsys.readouterr().err

@@ -1,0 +1,122 @@
+r"""Backend ``brian2``: the circuit as Brian2 rate populations with local plasticity in the synapses.
+
+This package is the only place in bioplastic that imports brian2, and it does so lazily (inside
+functions), so ``import bioplastic`` stays free of it.
+
+Populations and compartments
+----------------------------
+Every population of the circuit is a ``NeuronGroup`` of rate neurons. Each compartment relaxes to
+its drive with one time constant :math:`\tau`:
+
+.. math::
+
+    \tau \dot a = -a + b + \textstyle\sum_{\text{forward}} W h_{\text{pre}}
+    \quad\text{(soma)}, \qquad
+    \tau \dot u = -u + \textstyle\sum_{\text{feedback}} B\, s_{\text{pre}}
+    \quad\text{(apical dendrite)},
+
+    h = f(a), \qquad \delta = f'(a)\, u,
+
+    \tau \dot\varepsilon = -\varepsilon + g\,(\hat y - y) \quad\text{(error population)}, \qquad
+    \tau \dot z = -z + P \delta \quad\text{(bottleneck of r neurons)}.
+
+* **input** and **target**: rates clamped to the data (``x``, ``y``) for a presentation.
+* **hidden** populations: two compartments. The soma integrates the forward drive and sets the rate
+  h = f(a); the apical dendrite integrates the feedback and never drives the rate (forward and
+  error signals stay apart, as in apical-dendrite models of credit assignment). The neuron
+  signals its error delta = f'(a) u: the dendritic error gated by the soma's own gain.
+* **output**: a linear soma, yhat = a; its error is the rate of its partner in the error
+  population (the one-to-one ``E_output`` synapse), which its incoming synapses read.
+* **error**: epsilon relaxes to g (yhat - y), with yhat through ``E_output`` (+1) and y through
+  ``E_target`` (-1); the gate g is 1 while the neuron's copy carries a sample, else 0.
+* **feedback{l}** (ldfa): a bottleneck of r neurons, z = P_l delta_l: the only signal crossing from
+  layer l to layer l-1. ``Q{l}`` carries it to the apical dendrites of layer l-1.
+* fa/kp: ``B{l}`` from layer l's error (delta, or epsilon for the top) to layer l-1's dendrites; dfa:
+  ``B{l}`` from the error population to every hidden layer; bp: ``B{l}`` synapses that *read* the
+  forward synapse W_l (weight transport, flagged by :meth:`bioplastic.Circuit.constraints`).
+
+At the fixed point a = W h + b, u = B delta_above, so delta is the abstract rule's layer error
+(:mod:`bioplastic.rules`); the settle time decides how close the circuit gets to it.
+
+Plasticity, read locally
+------------------------
+At the end of every presentation (a learning tick of the presentation clock) each plastic synapse
+adds a product of what it can see to its eligibility ``elig``; at the end of a batch it consolidates
+(:data:`_network.CONSOLIDATION_CODE`):
+
+.. math::
+
+    w \leftarrow w - \eta\,(\mathrm{elig}/B + \lambda w), \qquad \mathrm{elig} \leftarrow 0,
+
+with eta the circuit's ``lr`` (forward weights, biases) or ``feedback_lr`` (plastic feedback) and
+lambda its ``decay`` (not on biases). What each synapse reads
+(:func:`_network.eligibility_code`):
+
+==============  ========================================================================
+synapse         reads
+==============  ========================================================================
+W (sgd)         presynaptic rate h, postsynaptic error delta (output: its error neuron)
+b (bias)        the neuron's own error delta
+B (kp)          presynaptic error delta, postsynaptic rate h
+Q (local, oja)  presynaptic bottleneck rate z = P delta, postsynaptic rate h
+P (local)       presynaptic error delta, the bottleneck's forward compartment v = Q^T h
+P (oja)         bottleneck rate z, presynaptic error delta and its reconstruction P^T z
+==============  ========================================================================
+
+The two LDFA subspace rules need one quantity that is not a plain rate: ``local`` needs the
+forward projection v = Q^T h at the bottleneck, and ``oja`` the reconstruction P^T z at the error
+neuron. Each is a second compartment fed by reciprocal synapses (``Qt{l}``, ``Pt{l}``) that read the
+weights of Q and P: a symmetric reciprocal wiring of the feedback loop, not of the forward
+weights. The normative rule reads W and QP and is not built.
+
+Simulation
+----------
+* **Parallel copies.** A presentation shows ``copies`` samples side by side: each ``NeuronGroup``
+  holds ``copies * size`` neurons and each ``Synapses`` object connects within copies. All copies
+  of a synapse read one weight, kept with its eligibility in a store (``W1_weights``, ...; one
+  element per synapse of the circuit, row-major (post, pre)), through Brian2 linked variables; the
+  copies' products sum into the same eligibility. By default copies = batch size, so a batch is
+  one presentation; with fewer copies a batch spans several presentations and the eligibility
+  accumulates over them.
+* **Schedules.** Inputs, targets, gates and the learning/consolidation flags come from
+  ``TimedArray`` schedules, one row per presentation, so one ``run()`` covers a whole epoch
+  (:meth:`Brian2Runner.train_epoch`); ``train_step`` is the one-batch case.
+* **Devices.** ``device="runtime"`` with ``target="numpy"`` (default: no compiler, fine for small
+  circuits and tests) or ``"cython"`` (fast after a one-off compilation cached in
+  ``build/brian2_cache``); ``device="cpp_standalone"`` compiles one C++ program per schedule shape
+  under ``build/brian2_standalone`` and re-runs it with new weights and data (``run_args``).
+* **Time.** Exact exponential integration with step ``dt`` (default tau/2, tau = 10 ms); a
+  presentation lasts ``settle`` (default :func:`default_steps` steps, which grows with the
+  longest chain of compartments). ``runner.timing`` records the settle time, the time per sample
+  and, for a call that compiled, the compilation time apart.
+
+Example
+-------
+>>> import bioplastic, circuits                                       # doctest: +SKIP
+>>> c = circuits.mlp([64, 100, 10], rule="ldfa", rank=4, subspace="local")
+>>> runner = bioplastic.build(c, backend="brian2", device="cpp_standalone")
+>>> losses = runner.train_epoch(x, y, batch_size=32)
+>>> runner.timing["samples_per_s"], runner.settle
+"""
+
+from __future__ import annotations
+
+from ._runner import (
+    DEVICES as DEVICES,
+    RECORD_SETS as RECORD_SETS,
+    SUPPORTED_NEURONS as SUPPORTED_NEURONS,
+    SUPPORTED_RULES as SUPPORTED_RULES,
+    TARGETS as TARGETS,
+    Brian2Runner as Brian2Runner,
+    Options as Options,
+    UnsupportedCircuitError as UnsupportedCircuitError,
+    build as build,
+    chain_depth as chain_depth,
+    check_supported as check_supported,
+    default_steps as default_steps,
+    make_schedule as make_schedule,
+)
+
+__all__ = ["DEVICES", "RECORD_SETS", "SUPPORTED_NEURONS", "SUPPORTED_RULES", "TARGETS", "Brian2Runner",
+           "Options", "UnsupportedCircuitError", "build", "chain_depth", "check_supported",
+           "default_steps", "make_schedule"]

@@ -1,0 +1,606 @@
+"""The runner of backend ``brian2``: schedules, devices, and the runner contract.
+
+Weights enter and leave Brian2 only at the edge of a call (``set_weights``/``get_weights``, and the
+start and end of ``train_step``/``train_epoch``/``predict``); every change inside a call is made by
+the synapses' own eligibility and consolidation code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...init import initial_weights
+from .._base import AbstractRunner, check_batch, check_weights
+from . import _network
+
+#: Simulation devices: Brian2's runtime mode (code objects called from Python) or C++ standalone
+#: (one compiled program per schedule shape, re-run with new weights and data).
+DEVICES = ("runtime", "cpp_standalone")
+#: Code-generation targets of the runtime device.
+TARGETS = ("numpy", "cython")
+#: Credit-assignment rules this backend builds, with the LDFA subspace rules it supports.
+SUPPORTED_RULES = {"bp": None, "fa": None, "dfa": None, "kp": None, "ldfa": ("fixed", "local", "oja")}
+#: Neuron models this backend builds.
+SUPPORTED_NEURONS = ("rate",)
+#: Shorthands accepted by ``record=``: which populations and variables each one monitors.
+RECORD_SETS = {
+    "rates": "the rate of the input, hidden, output and target populations",
+    "errors": "the error of hidden populations (delta) and of the error population (eps)",
+    "bottleneck": "the rate z of every LDFA bottleneck",
+    "compartments": "the somatic (a) and apical (u) compartments of hidden populations",
+    "weights": "every stored weight matrix, once per presentation",
+}
+#: Settle time of the default, in steps of dt per leaky stage of the circuit's longest chain, plus
+#: a margin: measured so that one train_step of every supported rule matches the reference within
+#: 1e-3 relative error (tests/test_brian2.py::test_settle_sweep_shrinks_error).
+SETTLE_STEPS_PER_STAGE, SETTLE_STEPS_MARGIN = 4, 20
+
+
+class UnsupportedCircuitError(NotImplementedError):
+    """The circuit uses a rule or neuron model the Brian2 backend does not build."""
+
+
+def check_supported(circuit) -> None:
+    """Raise :class:`UnsupportedCircuitError` naming the backend, the rule and what is supported."""
+    supported = ", ".join(f"ldfa (subspace {', '.join(v)})" if v else k for k, v in SUPPORTED_RULES.items())
+    rule = circuit.rule
+    if rule not in SUPPORTED_RULES:
+        raise UnsupportedCircuitError(f"backend 'brian2' does not build rule {rule!r}; "
+                                      f"supported: {supported}")
+    subspaces = SUPPORTED_RULES[rule]
+    if subspaces is not None and circuit.subspace not in subspaces:
+        why = (" (the normative rule reads the forward matrix W and the product QP, which no synapse "
+               "holds)" if circuit.subspace == "normative" else "")
+        raise UnsupportedCircuitError(
+            f"backend 'brian2' does not build rule 'ldfa' with subspace {circuit.subspace!r}{why}; "
+            f"supported: {supported}")
+    for name, neuron in circuit.graph.nodes(data="neuron"):
+        if neuron not in SUPPORTED_NEURONS:
+            raise UnsupportedCircuitError(
+                f"backend 'brian2' does not build neuron model {neuron!r} (population {name!r}, rule "
+                f"{rule!r}); supported neuron models: {', '.join(SUPPORTED_NEURONS)}")
+    for pre, post, attrs in circuit.graph.edges(data=True):
+        if attrs["role"] == "error" and attrs["init"] not in ("identity", "negative_identity"):
+            raise UnsupportedCircuitError(
+                f"backend 'brian2' wires error projections one-to-one; {attrs['name']!r} ({pre} -> "
+                f"{post}, rule {rule!r}) has init {attrs['init']!r}; supported: identity, negative_identity")
+    for name, act in circuit.graph.nodes(data="activation"):
+        if act not in _network.ACTIVATION_CODE:
+            raise UnsupportedCircuitError(
+                f"backend 'brian2' has no activation {act!r} (population {name!r}); supported: "
+                f"{', '.join(_network.ACTIVATION_CODE)}")
+
+
+def chain_depth(circuit) -> int:
+    """Number of leaky compartments in the longest chain from the data to a signal plasticity reads.
+
+    Each compartment lags its input by about tau, so the settle time needed grows with this depth:
+    input -> hidden somata -> output -> error -> (bottleneck ->) apical compartments -> ... .
+    """
+    g, layers = circuit.graph, circuit.layers
+    soma = {name: l for l, name in enumerate(layers)}  # input 0, hidden l, output L
+    target = [n for n, r in g.nodes(data="role") if r == "target"]
+    depth = dict(soma)
+    depth.update({t: 0 for t in target})
+    error = next(n for n, r in g.nodes(data="role") if r == "error")
+    depth[error] = soma[layers[-1]] + 1
+    signal = {error: depth[error], layers[-1]: depth[error]}  # what each population sends back
+    deepest = depth[error]
+    # feedback projections in the order errors travel: from the top layer down
+    feedback = sorted((p for p in circuit.projections.values() if p.role == "feedback"),
+                      key=lambda p: (-p.layer, p.name.startswith("Q")))
+    for proj in feedback:
+        if proj.name.startswith("P"):
+            depth[proj.post] = signal[proj.pre] + 1
+            extra = 1 if proj.rule == "oja" else 0  # the reconstruction compartment on the error side
+            deepest = max(deepest, depth[proj.post] + extra)
+        else:
+            source = depth[proj.pre] if proj.name.startswith("Q") else signal[proj.pre]
+            apical = source + 1
+            post = proj.post
+            signal[post] = max(apical, soma[post])
+            deepest = max(deepest, signal[post])
+    return deepest
+
+
+def default_steps(circuit) -> int:
+    """Steps of dt per presentation used when ``settle`` is not given (see the constants above)."""
+    return SETTLE_STEPS_PER_STAGE * chain_depth(circuit) + SETTLE_STEPS_MARGIN
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a circuit is simulated (all times in seconds).
+
+    Parameters
+    ----------
+    device : str
+        ``runtime`` or ``cpp_standalone``.
+    target : str
+        Code generation of the runtime device: ``numpy`` (no compiler, slow per step) or ``cython``
+        (compiles each new code object once, 30-70 s for a new model on a fresh machine, cached in
+        ``build_dir/brian2_cache``). Ignored by ``cpp_standalone``.
+    tau : float, s
+        Time constant of every compartment (> 0).
+    dt : float, s
+        Integration step; default tau/2. Exact (exponential) integration, so any dt is stable.
+    settle : float, s
+        Duration of one presentation; a multiple of dt. Default :func:`default_steps` steps.
+    copies : int or None
+        Samples simulated side by side; None: as many as the batch (one presentation per batch).
+    record : tuple of str
+        Monitors: shorthands of :data:`RECORD_SETS` or ``"population.variable"`` /
+        ``"W1.w"`` (a stored matrix).
+    record_copies : tuple of int
+        Which parallel copies the population monitors record.
+    record_dt : float, s
+        Sampling interval of population monitors; default dt.
+    build_dir : str or None
+        Where the Cython cache and standalone projects go; default ``build/`` beside the package
+        (git-ignored).
+    """
+
+    device: str = "runtime"
+    target: str = "numpy"
+    tau: float = 0.01
+    dt: float | None = None
+    settle: float | None = None
+    copies: int | None = None
+    record: tuple = ()
+    record_copies: tuple = (0,)
+    record_dt: float | None = None
+    build_dir: str | None = None
+
+
+def _positive(name: str, value, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{name} must be a positive number of seconds; got {value!r}")
+
+
+def resolve_options(circuit, options: Options) -> tuple[float, int]:
+    """Check ``options`` against the circuit; return (dt in s, steps per presentation)."""
+    if options.device not in DEVICES:
+        raise ValueError(f"unknown device {options.device!r} for backend 'brian2'; valid options: "
+                         f"{', '.join(DEVICES)}")
+    if options.target not in TARGETS:
+        raise ValueError(f"unknown target {options.target!r} for backend 'brian2'; valid options: "
+                         f"{', '.join(TARGETS)}")
+    for name in ("tau", "dt", "settle", "record_dt"):
+        _positive(name, getattr(options, name), allow_none=name != "tau")
+    if options.copies is not None and (isinstance(options.copies, bool) or not isinstance(options.copies, int)
+                                       or options.copies < 1):
+        raise ValueError(f"copies must be a positive int or None; got {options.copies!r}")
+    dt = options.tau / 2 if options.dt is None else float(options.dt)
+    if options.settle is None:
+        steps = default_steps(circuit)
+    else:
+        steps = round(options.settle / dt)
+        if steps < 1 or abs(steps * dt - options.settle) > 1e-9 * options.settle:
+            raise ValueError(f"settle ({options.settle} s) must be a positive multiple of dt ({dt} s)")
+    return dt, steps
+
+
+def parse_record(circuit, record: Sequence[str], copies_recorded: Sequence[int]) -> dict:
+    """Monitor label -> (population or weight key, variables) for the ``record`` option."""
+    if isinstance(record, str):
+        record = (record,)
+    g = circuit.graph
+    keys = circuit.weight_keys()
+    out: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for item in record:
+        if item == "rates":
+            # the error and bottleneck rates are what "errors" and "bottleneck" record
+            out.update({f"{n}.rate": (n, ("rate",)) for n, r in g.nodes(data="role")
+                        if r not in ("error", "feedback")})
+        elif item == "errors":
+            for n, role in g.nodes(data="role"):
+                if role == "hidden":
+                    out[f"{n}.delta"] = (n, ("delta",))
+                elif role == "error":  # also the output's error (its partner neuron's rate)
+                    out[f"{n}.eps"] = (n, ("eps",))
+        elif item == "bottleneck":
+            out.update({f"{n}.z": (n, ("z",)) for n, r in g.nodes(data="role") if r == "feedback"})
+        elif item == "compartments":
+            out.update({f"{n}.a": (n, ("a",)) for n, r in g.nodes(data="role") if r == "hidden"})
+            out.update({f"{n}.u": (n, ("u",)) for n, r in g.nodes(data="role") if r == "hidden"})
+        elif item == "weights":
+            out.update({f"{k}.w": (k, ("w",)) for k in keys})
+        elif isinstance(item, str) and item.count(".") == 1:
+            target, var = item.split(".")
+            if target not in g.nodes and target not in keys:
+                raise ValueError(f"record {item!r}: no population or weight {target!r}; populations: "
+                                 f"{', '.join(g.nodes)}; weights: {', '.join(keys)}")
+            out[item] = (target, (var,))
+        else:
+            raise ValueError(f"unknown record item {item!r}; valid options: {', '.join(RECORD_SETS)}, "
+                             "or 'population.variable' / 'W1.w'")
+    if not copies_recorded or any(isinstance(c, bool) or not isinstance(c, int) or c < 0
+                                  for c in copies_recorded):
+        raise ValueError(f"record_copies must hold copy indices >= 0; got {copies_recorded!r}")
+    return out
+
+
+# ------------------------------------------------------------------------------------- schedules
+@dataclass(frozen=True)
+class Schedule:
+    """Which sample each copy sees in each presentation, and where batches end.
+
+    Attributes
+    ----------
+    slots : ndarray of int, shape (presentations, copies)
+        Sample index, or -1 for an idle copy (its error is gated off).
+    consolidate : ndarray, shape (presentations,)
+        1/batch for the presentation that closes a batch, else 0.
+    learn : bool
+        Whether plasticity reads the presentations (False for ``predict``).
+    """
+
+    slots: np.ndarray
+    consolidate: np.ndarray
+    learn: bool
+
+
+def make_schedule(n_samples: int, copies: int, batch_size: int, learn: bool) -> Schedule:
+    """Lay ``n_samples`` consecutive samples out in batches of ``batch_size`` over ``copies`` copies.
+
+    Each batch takes ceil(batch/copies) presentations; a batch never shares a presentation with the
+    next one, so its consolidation sees exactly its own samples.
+    """
+    slots, consolidate = [], []
+    for start in range(0, n_samples, batch_size):
+        batch = np.arange(start, min(start + batch_size, n_samples))
+        n_pres = math.ceil(len(batch) / copies)
+        padded = np.full(n_pres * copies, -1)
+        padded[:len(batch)] = batch
+        slots.append(padded.reshape(n_pres, copies))
+        consolidate += [0.0] * (n_pres - 1) + [1.0 / len(batch)]
+    return Schedule(np.concatenate(slots), np.array(consolidate), learn)
+
+
+def schedule_arrays(schedule: Schedule, x: np.ndarray, y: np.ndarray | None, d: int) -> dict:
+    """Values of the ``TimedArray`` schedules (:data:`_network.SCHEDULES`) for one run.
+
+    Row k is what the presentation tick k sets or reads: the inputs of presentation k, and the
+    learning/consolidation flags of presentation k-1 (which ends at tick k). The run has
+    ``presentations + 1`` ticks; the last loads an idle presentation.
+    """
+    n_pres, copies = schedule.slots.shape
+    valid = schedule.slots >= 0
+    idx = np.where(valid, schedule.slots, 0)
+
+    def rows(data, width):
+        out = np.zeros((n_pres + 1, copies * width))
+        if data is not None:
+            out[:n_pres] = (data[idx] * valid[..., None]).reshape(n_pres, copies * width)
+        return out
+
+    gate = np.zeros((n_pres + 1, copies * d))
+    gate[:n_pres] = np.repeat(valid, d, axis=1)
+    learn = np.zeros(n_pres + 1)
+    consolidate = np.zeros(n_pres + 1)
+    if schedule.learn:
+        learn[1:] = 1.0
+        consolidate[1:] = schedule.consolidate
+    else:
+        gate[:] = 0.0
+    return {"x_sched": rows(x, x.shape[1]), "y_sched": rows(y, d), "gate_sched": gate,
+            "learn_sched": learn, "consolidate_sched": consolidate}
+
+
+# --------------------------------------------------------------------------------------- brian2
+def _default_build_dir() -> Path:
+    root = Path(__file__).resolve().parents[3]
+    return (root if (root / "pyproject.toml").exists() else Path.cwd()) / "build"
+
+
+def _aligned_tick(steps: int, dt: float) -> float:
+    """steps * dt, nudged by a few ulp if needed so that tick / dt is exactly ``steps``.
+
+    Brian2's ``TimedArray`` warns about misaligned grids when the ratio is not an exact integer in
+    floating point (0.005 * 28 / 0.005 is 28.000000000000004); a few ulp change no tick.
+    """
+    tick = steps * dt
+    for _ in range(16):
+        ratio = tick / dt
+        if ratio == steps:
+            return tick
+        tick = np.nextafter(tick, -np.inf if ratio > steps else np.inf)
+    return steps * dt
+
+
+def _pad_rows(values: np.ndarray) -> np.ndarray:
+    """Append zero rows up to the next power of two (rows past the run's end are never read)."""
+    rows = 1 << (len(values) - 1).bit_length()
+    return np.concatenate([values, np.zeros((rows - len(values),) + values.shape[1:])])
+
+
+@contextlib.contextmanager
+def _runtime_prefs(target: str, cache_dir: Path):
+    """Brian2's code-generation preferences are global; set ours for one call, then restore."""
+    from brian2 import prefs
+
+    saved = prefs.codegen.target, prefs.codegen.runtime.cython.cache_dir
+    prefs.codegen.target = target
+    if target == "cython":
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        prefs.codegen.runtime.cython.cache_dir = str(cache_dir)
+    try:
+        yield
+    finally:
+        prefs.codegen.target, prefs.codegen.runtime.cython.cache_dir = saved
+
+
+@dataclass
+class _Program:
+    """A compiled standalone project for one schedule shape."""
+
+    device: object
+    model: _network.Model
+    timed: dict
+    directory: Path
+    compile_s: float
+
+
+class Brian2Runner(AbstractRunner):
+    """A circuit of rate populations in Brian2 (see the package docstring for the biology).
+
+    Parameters
+    ----------
+    circuit : bioplastic.Circuit
+    options : Options
+    weights : mapping, optional
+        Initial weights; defaults to :func:`bioplastic.init.initial_weights`.
+
+    Attributes
+    ----------
+    dt, settle : float, s
+        Integration step and presentation duration in use.
+    timing : dict
+        Of the last call: device, samples, presentations, wall and simulation seconds, seconds per
+        sample, settle time; ``compile_s`` for a call that had to build.
+    """
+
+    backend = "brian2"
+
+    def __init__(self, circuit, options: Options | None = None, weights=None):
+        check_supported(circuit)  # before validation: a spiking model is valid, just not built here
+        super().__init__(circuit)
+        self.options = options or Options()
+        self.dt, self.steps = resolve_options(circuit, self.options)
+        self.settle = _aligned_tick(self.steps, self.dt)
+        self.record = parse_record(circuit, self.options.record, self.options.record_copies)
+        self.build_dir = Path(self.options.build_dir) if self.options.build_dir else _default_build_dir()
+        self.weights = initial_weights(circuit)
+        if weights is not None:
+            self.set_weights(weights)
+        self.timing: dict = {}
+        self._models: dict = {}
+        self._recording: dict = {}
+        self._last_copies: int | None = None
+
+    # ------------------------------------------------------------------- contract
+    def get_weights(self):
+        return {k: v.copy() for k, v in self.weights.items()}
+
+    def set_weights(self, weights):
+        self.weights.update(check_weights(self.circuit, weights))
+
+    def train_step(self, x, y):
+        x, y = check_batch(self.circuit, x, y)
+        return float(self.train_epoch(x, y, batch_size=len(x))[0])
+
+    def train_epoch(self, x, y, batch_size: int) -> np.ndarray:
+        """Train on consecutive batches of ``x``, ``y`` in one simulation run.
+
+        Parameters
+        ----------
+        x : ndarray, shape (n, n_0)
+        y : ndarray, shape (n, d)
+        batch_size : int
+            Samples per batch-mean step (the last batch may be smaller). Shuffle before calling.
+
+        Returns
+        -------
+        ndarray, shape (n_batches,)
+            Loss of each batch before its step, read from the settled error population.
+        """
+        x, y = check_batch(self.circuit, x, y)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+        copies = self.options.copies or min(int(batch_size), len(x))
+        schedule = make_schedule(len(x), copies, int(batch_size), learn=True)
+        eps, _ = self._run(schedule, x, y)
+        per_sample = 0.5 * np.sum(eps ** 2, axis=1)
+        starts = np.arange(0, len(x), batch_size)
+        return np.add.reduceat(per_sample, starts) / np.diff(np.append(starts, len(x)))
+
+    def predict(self, x):
+        x, _ = check_batch(self.circuit, x)
+        # reuse the copies of the last call (no new model to build) unless the user fixed them
+        copies = self.options.copies or self._last_copies or min(len(x), 256)
+        schedule = make_schedule(len(x), copies, len(x), learn=False)
+        _, yhat = self._run(schedule, x, None)
+        return yhat
+
+    # ------------------------------------------------------------------- recording
+    def recording(self) -> dict:
+        """What the ``record`` monitors saw during the last call.
+
+        Returns
+        -------
+        dict
+            Label -> dict with ``t`` (samples,) in s from the start of the call and the variable,
+            shaped (samples, copies recorded, size) for populations or (samples, post, pre) for
+            weights; ``tick`` (s) is the presentation duration.
+        """
+        return dict(self._recording)
+
+    # ------------------------------------------------------------------- simulation
+    def _run(self, schedule: Schedule, x, y) -> tuple[np.ndarray, np.ndarray]:
+        """Simulate ``schedule``; return the settled error and output of every scheduled sample."""
+        d = self.circuit.sizes[-1]
+        arrays = schedule_arrays(schedule, x, y, d)
+        n_pres, copies = schedule.slots.shape
+        start = time.perf_counter()
+        if self.options.device == "runtime":
+            eps, yhat, info = self._run_runtime(copies, n_pres, arrays)
+        else:
+            eps, yhat, info = self._run_standalone(copies, n_pres, arrays)
+        wall = time.perf_counter() - start
+        self._last_copies = copies
+        valid = schedule.slots >= 0
+        order = schedule.slots[valid]
+        n = len(order)
+        eps_s, yhat_s = np.empty((n, d)), np.empty((n, d))
+        # readout row k + 1 holds the settled state of presentation k
+        eps_s[order] = eps.reshape(-1, copies, d)[1:n_pres + 1][valid]
+        yhat_s[order] = yhat.reshape(-1, copies, d)[1:n_pres + 1][valid]
+        run = info.get("simulation_s", info["run_s"])
+        self.timing = dict(device=self.options.device, target=self.options.target if
+                           self.options.device == "runtime" else "cpp", copies=copies,
+                           presentations=n_pres, samples=n, settle_s=self.settle, dt_s=self.dt,
+                           steps_per_presentation=self.steps, tau_s=self.options.tau, wall_s=wall,
+                           s_per_sample=run / n, samples_per_s=n / run, **info)
+        return eps_s, yhat_s
+
+    def _duration(self, n_pres: int):
+        from brian2 import second
+
+        # one step past the last tick, so the tick that reads the last presentation runs
+        return ((n_pres * self.steps + 1) * self.dt) * second
+
+    def _assemble(self, copies: int, timed=None) -> _network.Model:
+        if self.record and max(self.options.record_copies) >= copies:
+            raise ValueError(f"record_copies {self.options.record_copies} names a copy this call does "
+                             f"not have: it simulates {copies} copies (0..{copies - 1})")
+        model = _network.assemble(self.circuit, copies, self.dt, self.settle, self.options.tau, timed)
+        _network.add_monitors(model, self.circuit, self.record, self.options.record_copies,
+                              self.options.record_dt or self.dt)
+        return model
+
+    def _collect(self, model: _network.Model) -> tuple[np.ndarray, np.ndarray]:
+        """Read weights, read-outs and recordings back after a run."""
+        for key in self.weights:
+            self.weights[key] = np.asarray(model.stores[key].w[:], dtype=np.float64).reshape(
+                self.weights[key].shape).copy()
+        self._recording = {}
+        for label, mon in model.monitors.items():
+            target, variables = self.record[label]
+            entry = {"t": np.asarray(mon.t[:]) - (float(mon.t[0]) if len(mon.t) else 0.0),
+                     "tick": self.settle}
+            for var in variables:
+                values = np.asarray(getattr(mon, var)).T  # (samples, recorded)
+                if target in model.stores:
+                    values = values.reshape((len(values),) + self.weights[target].shape)
+                else:
+                    values = values.reshape(len(values), len(self.options.record_copies), -1)
+                entry[var] = values
+            self._recording[label] = entry
+        return np.asarray(model.readout["eps"].eps).T, np.asarray(model.readout["yhat"].a).T
+
+    def _run_runtime(self, copies: int, n_pres: int, arrays: dict):
+        import brian2 as b2
+
+        with _runtime_prefs(self.options.target, self.build_dir / "brian2_cache"):
+            if copies not in self._models:
+                model = self._assemble(copies)
+                net = b2.Network(*model.objects)
+                # the fresh state (t = 0, compartments at rest, empty monitors) every call starts from
+                net.store("fresh")
+                self._models[copies] = (model, net)
+            model, net = self._models[copies]
+            net.restore("fresh")
+            for key, store in model.stores.items():
+                if key in self.weights:
+                    store.w_ = self.weights[key].ravel()
+            namespace = dict(model.namespace)
+            tick = self.settle * b2.second
+            # Fixed names and row counts padded to a power of two keep the generated code (and so
+            # Cython's cache) the same from call to call: a TimedArray's size is part of its code.
+            namespace.update({k: b2.TimedArray(_pad_rows(v), dt=tick, name=k) for k, v in arrays.items()})
+            start = time.perf_counter()
+            net.run(self._duration(n_pres), namespace=namespace)
+            run_s = time.perf_counter() - start
+            eps, yhat = self._collect(model)
+        return eps, yhat, {"run_s": run_s}
+
+    def _program_dir(self, copies: int, n_pres: int) -> Path:
+        spec = dict(circuit=self.circuit.to_dict(), options=asdict(self.options), steps=self.steps,
+                    dt=self.dt, copies=copies, presentations=n_pres)
+        digest = hashlib.sha1(repr(sorted(spec.items())).encode()).hexdigest()[:12]
+        return self.build_dir / "brian2_standalone" / f"{self.circuit.rule}_{copies}x{n_pres}_{digest}"
+
+    def _build_program(self, copies: int, n_pres: int, arrays: dict) -> _Program:
+        import brian2 as b2
+        from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
+        from brian2.devices.device import reset_device
+
+        directory = self._program_dir(copies, n_pres)
+        device = CPPStandaloneDevice()
+        b2.set_device(device, build_on_run=False)
+        try:
+            tick = self.settle * b2.second
+            timed = {k: b2.TimedArray(np.zeros_like(v), dt=tick, name=k) for k, v in arrays.items()}
+            model = self._assemble(copies, timed)
+            net = b2.Network(*model.objects)
+            net.run(self._duration(n_pres), namespace=dict(model.namespace))
+            start = time.perf_counter()
+            device.build(directory=str(directory), compile=True, run=False, with_output=False)
+            compile_s = time.perf_counter() - start
+        finally:
+            reset_device()
+        return _Program(device, model, timed, directory, compile_s)
+
+    def _run_standalone(self, copies: int, n_pres: int, arrays: dict):
+        info = {}
+        # A compiled program runs a fixed number of presentations. Reuse the shortest one that is
+        # long enough, idling through the rest: simulating a presentation costs milliseconds,
+        # compiling a program tens of seconds.
+        fits = [key for key in self._models if key[0] == copies and key[1] >= n_pres]
+        if fits:
+            program = self._models[min(fits, key=lambda key: key[1])]
+        else:
+            program = self._models[(copies, n_pres)] = self._build_program(copies, n_pres, arrays)
+            info["compile_s"] = program.compile_s
+        model = program.model
+        info["presentations_simulated"] = len(next(iter(program.timed.values())).values) - 1
+        run_args = {model.stores[k].w: self.weights[k].ravel() for k in self.weights}
+        for k, v in arrays.items():
+            rows = program.timed[k].values.shape[0]
+            run_args[program.timed[k]] = np.concatenate([v, np.zeros((rows - len(v),) + v.shape[1:])])
+        start = time.perf_counter()
+        program.device.run(directory=str(program.directory), with_output=False, run_args=run_args)
+        info["run_s"] = time.perf_counter() - start
+        # the network's own run time, as the binary reports it (no process start or file I/O)
+        info["simulation_s"] = float(getattr(program.device, "_last_run_time", info["run_s"]))
+        eps, yhat = self._collect(model)
+        # the data files of this call are not needed again; the compiled program is
+        program.device.delete(code=False, data=False, run_args=True, directory=False, force=True)
+        return eps, yhat, info
+
+
+def build(circuit, device: str = "runtime", target: str = "numpy", **options) -> Brian2Runner:
+    """Build a :class:`Brian2Runner`; see :class:`Options` for ``options`` (and ``weights``)."""
+    weights = options.pop("weights", None)
+    known = set(Options.__dataclass_fields__)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"unknown option(s) {unknown} for backend 'brian2'; valid options: "
+                        f"{', '.join(sorted(known | {'weights'}))}")
+    if "record" in options:
+        rec = options["record"]
+        options["record"] = (rec,) if isinstance(rec, str) else tuple(rec)
+    if "record_copies" in options:
+        options["record_copies"] = tuple(options["record_copies"])
+    return Brian2Runner(circuit, Options(device=device, target=target, **options), weights)

@@ -1,0 +1,71 @@
+"""Backend ``brian2`` on the compiled devices (Cython, C++ standalone) and learning on the digits.
+
+Slow: the first Cython run of a model compiles for minutes on a fresh machine (cached afterwards in
+build/brian2_cache), a standalone program for tens of seconds. Run with ``pytest -m slow``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bioplastic
+import circuits
+from helpers import assert_close
+
+pytest.importorskip("brian2")
+pytestmark = [pytest.mark.slow, pytest.mark.brian2]
+
+from test_brian2 import TOLERANCE, batch, brian2_state, update_errors  # noqa: E402,F401
+
+
+@pytest.mark.parametrize("device, target", [("runtime", "cython"), ("cpp_standalone", "numpy")])
+def test_compiled_devices_match_reference(device, target):
+    circuit = circuits.mlp([6, 8, 7, 4], rule="ldfa", rank=3, subspace="local", lr=0.1, decay=0.01, seed=1)
+    x, y = batch(6, 4)
+    errors, loss_b2, loss_ref, runner = update_errors(circuit, x, y, device=device, target=target)
+    assert max(errors.values()) < TOLERANCE, errors
+    assert_close(loss_b2, loss_ref, rtol=TOLERANCE, what="loss")
+    # the same circuit on the numpy target: the devices differ only in floating-point order
+    numpy_runner = bioplastic.build(circuit, backend="brian2")
+    numpy_runner.train_step(x, y)
+    for key, value in runner.get_weights().items():
+        assert_close(value, numpy_runner.get_weights()[key], rtol=1e-9, atol=1e-12, what=f"{device} {key}")
+
+
+def test_standalone_reuses_programs_and_epochs():
+    """A shorter call runs on an already compiled, longer program; results stay exact."""
+    circuit = circuits.mlp([6, 8, 4], rule="ldfa", rank=2, subspace="oja", lr=0.1, seed=2)
+    x, y = batch(6, 4, n=12, seed=3)
+    runner = bioplastic.build(circuit, backend="brian2", device="cpp_standalone", copies=3)
+    ref = bioplastic.build(circuit, backend="reference")
+    losses = runner.train_epoch(x, y, batch_size=6)  # 4 presentations: compiles
+    assert "compile_s" in runner.timing
+    want = [ref.train_step(x[:6], y[:6]), ref.train_step(x[6:], y[6:])]
+    assert_close(losses, want, rtol=TOLERANCE, what="per-batch losses")
+    pred = runner.predict(x[:5])  # 2 presentations on the 4-presentation program
+    assert "compile_s" not in runner.timing
+    # outputs are O(1); the weights already differ by the two steps' settle error (~1e-5)
+    assert_close(pred, ref.predict(x[:5]), rtol=1e-4, atol=1e-4, what="readout")
+    for key, value in ref.get_weights().items():
+        assert_close(runner.get_weights()[key], value, rtol=1e-3, atol=1e-6, what=key)
+
+
+def test_digits_learning_within_three_points():
+    """Issue 3: the 64-100-10 ldfa (r = 4) circuit on the digits, five epochs, vs the reference."""
+    from bioplastic.data import load_digits
+
+    ds = load_digits()
+    circuit = circuits.mlp([64, 100, 10], rule="ldfa", rank=4, subspace="local", lr=0.05, seed=0)
+    runner = bioplastic.build(circuit, backend="brian2", device="cpp_standalone")
+    ref = bioplastic.build(circuit, backend="reference")
+    for epoch in range(5):
+        order = np.random.default_rng(epoch).permutation(len(ds.x_train))
+        runner.train_epoch(ds.x_train[order], ds.y_train[order], batch_size=32)
+        for start in range(0, len(order), 32):
+            idx = order[start:start + 32]
+            ref.train_step(ds.x_train[idx], ds.y_train[idx])
+    acc = {name: np.mean(r.predict(ds.x_test).argmax(1) == ds.labels_test) for name, r in
+           (("brian2", runner), ("reference", ref))}
+    assert acc["reference"] > 0.8, acc
+    assert abs(acc["brian2"] - acc["reference"]) <= 0.03, acc
