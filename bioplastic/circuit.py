@@ -24,8 +24,11 @@ Circuit-wide learning parameters live in ``graph.graph``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,7 +127,7 @@ class LearningParams:
     Parameters
     ----------
     lr : float
-        Learning rate of forward weights and biases (> 0).
+        Learning rate of forward weights and biases (>= 0; 0 freezes them).
     feedback_lr : float
         Learning rate of plastic feedback factors (B for kp, P and Q for learnt subspaces; >= 0).
     decay : float
@@ -304,6 +307,13 @@ class Circuit:
                 raise _choice_error(f"plasticity of {label}:", attrs.get("rule"), PLASTICITY)
             if attrs.get("init") not in INITS:
                 raise _choice_error(f"init of {label}:", attrs.get("init"), INITS)
+        for key in ("lr", "feedback_lr", "decay"):
+            value = g.graph.get(key, 0.0)
+            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
+                raise CircuitError(f"{key} must be a finite number >= 0; got {value!r}")
+        seed = g.graph.get("seed", 0)
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
+            raise CircuitError(f"seed must be an int >= 0; got {seed!r}")
         layers = self.layers
         roles = [g.nodes[n]["role"] for n in layers]
         if roles[-1] != "output" or any(r != "hidden" for r in roles[1:-1]) or len(layers) < 2:
@@ -313,8 +323,34 @@ class Circuit:
             if proj["name"] != f"W{l}":
                 raise CircuitError(f"forward projection {layers[l-1]} -> {layers[l]} is named "
                                    f"{proj['name']!r}; expected 'W{l}'")
+        if g.nodes[layers[-1]]["activation"] != "linear":
+            raise CircuitError(f"output population {layers[-1]!r} has activation "
+                               f"{g.nodes[layers[-1]]['activation']!r}; the readout is linear (yhat = a_L)")
+        d = g.nodes[layers[-1]]["size"]
+        for name, role in g.nodes(data="role"):
+            if role == "target" and g.nodes[name]["size"] != d:
+                raise CircuitError(f"target population {name!r} has size {g.nodes[name]['size']}, "
+                                   f"output has {d}")
         self._validate_feedback(layers)
+        self._validate_inits()
         return self
+
+    def _validate_inits(self) -> None:
+        """Each initialisation must make sense for its projection (see :mod:`bioplastic.init`)."""
+        proj = self.projections
+        for p in proj.values():
+            post, pre = self.shape(p.name)
+            partner = {"P": "Q", "Q": "P"}.get(p.name[0], "") + p.name[1:]
+            if p.init == "svd" and (p.name[0] not in "PQ" or proj.get(partner) is None
+                                    or proj[partner].init != "svd"):
+                raise CircuitError(f"projection {p.name!r} has init 'svd', which factorises W^T into "
+                                   "an LDFA pair: it needs both P and Q of the layer on 'svd'")
+            if p.init == "expand" and not (p.name[0] == "Q" and partner in proj):
+                raise CircuitError(f"projection {p.name!r} has init 'expand', which is for an LDFA "
+                                   "Q{l} whose P{l} exists")
+            if p.init == "orthonormal" and post > pre:
+                raise CircuitError(f"projection {p.name!r} ({post} x {pre}) cannot have orthonormal "
+                                   "rows: it has more rows than columns")
 
     def _validate_feedback(self, layers: list[str]) -> None:
         """Each rule needs its own feedback pathway; check it is complete and of the right shape."""
@@ -363,7 +399,11 @@ class Circuit:
         ``source`` (where its error comes from), ``feedback_neurons`` (neurons the feedback pathway
         passes through), ``weight_transport`` (feedback synapses copy forward weights),
         ``nonlocal`` (a plastic feedback synapse reads information absent at that synapse, such as
-        the forward matrix W for the normative rule).
+        the forward matrix W for the normative rule). The ``local`` and ``oja`` rules count as local:
+        they read rates and errors at the synapse, plus the bottleneck's forward projection Q^T h
+        (``local``) or the error's reconstruction P^T z (``oja``), which a circuit carries through
+        reciprocal synapses mirroring the feedback factors (not the forward weights; see the
+        brian2 backend).
         """
         self.validate()
         layers, sizes, rule = self.layers, self.sizes, self.rule
@@ -371,29 +411,28 @@ class Circuit:
         for l in range(1, len(layers) - 1):
             d = sizes[-1]
             source = "error" if l == len(layers) - 2 or rule == "dfa" else layers[l + 1]
-            row = dict(layer=l, population=layers[l], source=source, weight_transport=False,
-                       nonlocal_=False)
+            row = {"layer": l, "population": layers[l], "source": source, "weight_transport": False,
+                   "nonlocal": False}
             if rule == "dfa":
                 row.update(error_dim=min(d, sizes[l]), feedback_neurons=d)
             elif rule == "ldfa":
                 r = self.shape(f"P{l + 1}")[0]
-                row.update(error_dim=r, feedback_neurons=r, nonlocal_=self.subspace == "normative")
+                row.update({"error_dim": r, "feedback_neurons": r, "nonlocal": self.subspace == "normative"})
             else:
                 row.update(error_dim=min(sizes[l], sizes[l + 1]), feedback_neurons=sizes[l + 1],
                            weight_transport=rule == "bp")
-            row["nonlocal"] = row.pop("nonlocal_")
             out.append(row)
         return out
 
     # ----------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form (node-link data)."""
-        return nx.node_link_data(self.graph, edges="edges")
+        """Plain-JSON form (node-link data); a deep copy, so editing it leaves the circuit alone."""
+        return copy.deepcopy(nx.node_link_data(self.graph, edges="edges"))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Circuit":
         """Inverse of :meth:`to_dict`; the result is validated."""
-        return cls(nx.node_link_graph(data, directed=True, edges="edges")).validate()
+        return cls(nx.node_link_graph(copy.deepcopy(data), directed=True, edges="edges")).validate()
 
     def to_json(self, path: str | Path | None = None) -> str:
         """Serialise to a JSON string, also written to ``path`` when given."""

@@ -95,6 +95,12 @@ def _run_demo(args: argparse.Namespace) -> int:
     import json
 
     if args.brian2:
+        ignored = [f"--{k}" for k in ("backend", "seeds", "jobs", "config", "device", "dtype")
+                   if getattr(args, k, None) is not None]
+        if ignored:
+            print(f"bioplastic demo --brian2 takes --epochs, --out and --quick; not {', '.join(ignored)}",
+                  file=sys.stderr)
+            return 2
         return _run_brian2_demo(args)
 
     from .experiment import DemoConfig, run_demo
@@ -105,7 +111,11 @@ def _run_demo(args: argparse.Namespace) -> int:
         except (OSError, json.JSONDecodeError) as err:
             print(f"bioplastic demo: cannot read --config {args.config}: {err}", file=sys.stderr)
             return 2
-        cfg = DemoConfig.from_dict(saved.get("config", saved))
+        try:
+            cfg = DemoConfig.from_dict(saved.get("config", saved))
+        except (ValueError, TypeError, AttributeError, KeyError) as err:
+            print(f"bioplastic demo: bad --config {args.config}: {err}", file=sys.stderr)
+            return 2
     else:
         cfg = DemoConfig()
     changes = {}
@@ -128,7 +138,11 @@ def _run_demo(args: argparse.Namespace) -> int:
               "use --backend reference", file=sys.stderr)
         return 2
     jobs = 1 if args.quick and args.jobs is None else args.jobs
-    results = run_demo(cfg, args.out, jobs=jobs, progress=not args.quiet)
+    try:
+        results = run_demo(cfg, args.out, jobs=jobs, progress=not args.quiet)
+    except (ValueError, TypeError, KeyError) as err:
+        print(f"bioplastic demo: {err}", file=sys.stderr)
+        return 2
     from .experiment import format_table
 
     print(format_table(results["table"]))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -23,16 +24,21 @@ def _parse(text: str, default: Any, key: str) -> Any:
         raise ValueError(f"--{key} takes true or false; got {text!r}")
     if isinstance(default, (int, float)) and not isinstance(default, bool):
         try:
-            value = type(default)(text) if isinstance(default, float) else int(text)
+            value = float(text) if isinstance(default, float) else int(text)
         except ValueError:
             raise ValueError(f"--{key} takes a {type(default).__name__}; got {text!r}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"--{key} takes a finite number; got {text!r}")
         return value
     if isinstance(default, (tuple, list)):
         try:
-            value = json.loads(text if text.startswith("[") else f"[{text}]")
+            items = json.loads(text if text.startswith("[") else f"[{text}]")
         except json.JSONDecodeError:  # bare words: --subspaces=fixed,local
-            value = [item.strip() for item in text.strip("[]").split(",") if item.strip()]
-        return type(default)(value)
+            items = [item.strip() for item in text.strip("[]").split(",") if item.strip()]
+        if default:  # elements take the type of the default's elements
+            items = [_parse(str(item).lower() if isinstance(item, bool) else str(item), default[0],
+                            key) for item in items]
+        return type(default)(items)
     if default is None or isinstance(default, str):
         return text
     raise ValueError(f"--{key}: cannot parse a {type(default).__name__} from the command line")

@@ -104,7 +104,7 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return to_jsonable(obj.tolist())
     if isinstance(obj, np.generic):
-        return obj.item()
+        return to_jsonable(obj.item())
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, float) and not np.isfinite(obj):
@@ -422,6 +422,8 @@ class DemoConfig:
             raise ValueError(f"seeds must be a non-empty tuple of ints >= 0; got {self.seeds!r}")
         if not self.conditions:
             raise ValueError("the demo needs at least one condition")
+        if self.backend not in ("reference", "torch"):
+            raise ValueError(f"unknown demo backend {self.backend!r}; valid options: reference, torch")
         given = [k for k in ("dtype", "device") if getattr(self, k) is not None]
         if given and self.backend != "torch":
             raise ValueError(f"{' and '.join(given)} applies to backend 'torch' only; "
@@ -624,8 +626,11 @@ def run_demo(cfg: DemoConfig, out: str | os.PathLike, jobs: int | None = None,
     if dataset.n_in != cfg.sizes[0] or dataset.n_classes != cfg.sizes[-1]:
         raise ValueError(f"sizes {cfg.sizes} do not fit digits: the first must be {dataset.n_in} "
                          f"(inputs) and the last {dataset.n_classes} (classes)")
-    for condition in cfg.conditions:  # fail on a bad condition before any training
-        condition.circuit(cfg.sizes, cfg.activation, cfg.seeds[0])
+    import bioplastic
+
+    for condition in cfg.conditions:  # fail on a bad condition or backend before writing anything
+        bioplastic.build(condition.circuit(cfg.sizes, cfg.activation, cfg.seeds[0]),
+                         backend=cfg.backend, **cfg.build_options)
     tasks = [(c, s) for c in cfg.conditions for s in cfg.seeds]
     jobs = default_jobs(cfg) if jobs is None else jobs
     if not isinstance(jobs, int) or jobs < 1:
@@ -665,34 +670,40 @@ def run_demo(cfg: DemoConfig, out: str | os.PathLike, jobs: int | None = None,
         bar.write(f"  {condition.label:<19} seed {seed}: {outcome}  ({run['time'][-1]:.1f} s)")
         write_json(out / "results.json", assemble())
 
-    with bar:
-        if jobs == 1:
-            with single_threaded(torch=cfg.backend == "torch" and cfg.on_cpu):
-                for index, (condition, seed) in enumerate(tasks):
-                    def tick(epoch, rec, label=f"{condition.label} s{seed}"):
-                        if epoch:
-                            bar.update(1, f"{label}  acc {100 * rec['test_accuracy']:.1f} %")
-                    run = run_condition(condition, seed, cfg, dataset, tick)
-                    bar.update(cfg.epochs - run_epochs(run))  # the epochs a divergence skipped
-                    finished(index, run)
-        else:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
-            # spawn, not fork: forking a process that holds torch or BLAS threads can deadlock
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
-                                     initargs=(cfg, dataset)) as pool:
-                futures = [pool.submit(_worker_run, i, c, s) for i, (c, s) in enumerate(tasks)]
-                try:
-                    for future in as_completed(futures):
-                        index, run = future.result()
-                        bar.update(cfg.epochs, tasks[index][0].label)
+    try:
+        with bar:
+            if jobs == 1:
+                with single_threaded(torch=cfg.backend == "torch" and cfg.on_cpu):
+                    for index, (condition, seed) in enumerate(tasks):
+                        def tick(epoch, rec, label=f"{condition.label} s{seed}"):
+                            if epoch:
+                                bar.update(1, f"{label}  acc {100 * rec['test_accuracy']:.1f} %")
+                        run = run_condition(condition, seed, cfg, dataset, tick)
+                        bar.update(cfg.epochs - run_epochs(run))  # the epochs a divergence skipped
                         finished(index, run)
-                except BaseException:
-                    # without this, leaving the pool would first finish every queued run
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
+            else:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor, as_completed
+
+                # spawn, not fork: forking a process that holds torch or BLAS threads can deadlock
+                ctx = multiprocessing.get_context("spawn")
+                with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
+                                         initargs=(cfg, dataset)) as pool:
+                    futures = [pool.submit(_worker_run, i, c, s) for i, (c, s) in enumerate(tasks)]
+                    try:
+                        for future in as_completed(futures):
+                            index, run = future.result()
+                            bar.update(cfg.epochs, tasks[index][0].label)
+                            finished(index, run)
+                    except BaseException:
+                        # without this, leaving the pool would first finish every queued run
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        raise
+    except BaseException as err:
+        # keep every finished run, and say why the rest is missing
+        write_json(out / "results.json", dict(assemble(), status="failed",
+                                              error=f"{type(err).__name__}: {err}"))
+        raise
 
     final = assemble()
     rows = [entry["summary"] for entry in final["conditions"]]

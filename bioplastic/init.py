@@ -4,7 +4,9 @@ Each projection's ``init`` says how (shapes are (post, pre)):
 
 * ``normal``: N(0, 1/pre) (LeCun; keeps the scale of a summed input or error);
 * ``expand``: an LDFA ``Q{l}`` drawn N(0, 1/n_l), n_l the size of the error its ``P{l}`` reads;
-  with orthonormal P rows, Q P then has the entry scale and singular values of an fa matrix;
+  with orthonormal P rows, Q P then has singular values of about sqrt(n_{l-1}/n_l), the typical
+  singular value of an fa matrix, at every rank (i.i.d. factors concentrate fa's whole Frobenius
+  norm in r directions instead);
 * ``svd``: LDFA factors from the truncated SVD of the layer's initial W^T: with
   W_l^T = U S V^T, Q_l = U_r S_r^{1/2} and P_l = S_r^{1/2} V_r^T, so Q_l P_l is the best rank-r
   approximation of W_l^T (research/paper.md section 2.3);
@@ -33,7 +35,8 @@ def initial_weights(circuit: Circuit) -> dict[str, np.ndarray]:
     """Weights of ``circuit`` keyed as :meth:`Circuit.weight_keys`, seeded by ``circuit.params.seed``.
 
     The draw order is fixed (forward weights first, then feedback in layer order), so a seed gives
-    the same weights on every backend and machine.
+    the same weights on every backend (across machines, QR and SVD may flip the signs of single
+    factors; the products QP stay the same).
     """
     rng = np.random.default_rng(circuit.params.seed)
     projections = circuit.projections
@@ -61,4 +64,8 @@ def initial_weights(circuit: Circuit) -> dict[str, np.ndarray]:
         elif proj.init in ("transpose", "identity", "negative_identity"):
             raise ValueError(f"projection {key!r} has init {proj.init!r}, which is wiring, not a "
                              "stored weight")
+    for key, value in weights.items():
+        expected = (circuit.sizes[int(key[1:])],) if key.startswith("b") else circuit.shape(key)
+        if value.shape != expected:  # validate() rules this out; keep the promise explicit
+            raise ValueError(f"initialised {key!r} with shape {value.shape}, expected {expected}")
     return {k: weights[k] for k in circuit.weight_keys()}

@@ -127,11 +127,8 @@ class FusedQKV(nn.Linear):
 
     It computes exactly what ``nn.Linear`` does. It is a type of its own only so that a feedback
     conversion can tell a fused map from a single one: :func:`bioplastic.torch.convert` gives it
-    ``maps`` times the rank of a single map (research/paper.md section 2.5: qkv gets 3r).
+    three times the rank of a single map (research/paper.md section 2.5: qkv gets 3r).
     """
-
-    #: Number of maps fused in the weight's rows.
-    maps = 3
 
 
 class Attention(nn.Module):
@@ -165,8 +162,10 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, tokens, dim) -> (batch, tokens, dim)."""
         b, t, e = x.shape
+        # unbind, not qkv[i]: the backward of three selects would zero-fill three stacked copies
         qkv = self.qkv(x).reshape(b, t, 3, self.heads, e // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # (b, heads, t, e/heads)
+        q, k, v = qkv.unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v)  # (b, heads, t, e/heads)
         return self.proj(out.transpose(1, 2).reshape(b, t, e))
 
 
@@ -307,5 +306,5 @@ def make_model(name: str, **options) -> nn.Module:
     return MODELS[name](**options)
 
 
-__all__ = ["ATTENTIONS", "Attention", "Block", "FusedQKV", "MLP", "MODELS", "RetinaVVS", "VGG", "VGG_PLAN", "ViT",
-           "make_model"]
+__all__ = ["ATTENTIONS", "Attention", "Block", "FusedQKV", "MLP", "MODELS", "RetinaVVS", "VGG",
+           "VGG_PLAN", "ViT", "make_model"]

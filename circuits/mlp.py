@@ -17,6 +17,9 @@ ldfa     error of layer l -> ``feedback{l}`` (r_l neurons) by ``P{l}``, then -> 
 
 from __future__ import annotations
 
+import math
+import numbers
+import operator
 from collections.abc import Sequence
 
 from bioplastic.circuit import (
@@ -26,10 +29,20 @@ from bioplastic.circuit import (
 #: Initialisation (P, Q) of the LDFA factors for each subspace rule: learnt subspaces start from the
 #: truncated SVD of W^T (as the authors' code does). Fixed feedback is task-agnostic random: P reads
 #: r random orthonormal directions of the error, Q spreads them with fa's gain ("expand"), so QP has
-#: fa's entry scale and singular values at every rank (i.i.d. factors instead put all of fa's energy
+#: singular values of fa's typical size at every rank (i.i.d. factors instead put all of fa's energy
 #: into r directions, which made r = 1 diverge on the digits). Oja starts from the same draw.
 SUBSPACE_INIT = {"fixed": ("orthonormal", "expand"), "normative": ("svd", "svd"),
                  "local": ("svd", "svd"), "oja": ("orthonormal", "expand")}
+
+
+def _as_int(value):
+    """Python int for any integer type (numpy included); other values pass through unchanged."""
+    if isinstance(value, bool):
+        return value
+    try:
+        return operator.index(value)
+    except TypeError:
+        return value
 
 
 def _ranks(rank, sizes: list[int]) -> list[int]:
@@ -38,7 +51,7 @@ def _ranks(rank, sizes: list[int]) -> list[int]:
     if rank is None:
         raise CircuitError("rule 'ldfa' needs rank=r (an int, or one int per feedback pathway, "
                            f"{L - 1} here)")
-    ranks = list(rank) if isinstance(rank, (list, tuple)) else [rank] * (L - 1)
+    ranks = [_as_int(r) for r in rank] if isinstance(rank, (list, tuple)) else [_as_int(rank)] * (L - 1)
     if len(ranks) != L - 1:
         raise CircuitError(f"rank has {len(ranks)} entries; this network has {L - 1} feedback "
                            f"pathways (into layers 1..{L - 1})")
@@ -88,7 +101,7 @@ def mlp(sizes: Sequence[int], rule: str = "ldfa", rank: int | Sequence[int] | No
     bioplastic.Circuit
         A validated circuit.
     """
-    sizes = [int(n) if isinstance(n, (int,)) and not isinstance(n, bool) else n for n in sizes]
+    sizes = [_as_int(n) for n in sizes]
     if len(sizes) < 2 or not all(isinstance(n, int) and n >= 1 for n in sizes):
         raise CircuitError(f"sizes must be at least two positive ints (input, ..., output); got {sizes}")
     if rule not in RULES:
@@ -103,8 +116,11 @@ def mlp(sizes: Sequence[int], rule: str = "ldfa", rank: int | Sequence[int] | No
         raise CircuitError(f"rank is an ldfa setting; rule {rule!r} has no rank (use rule='ldfa')")
     feedback_lr = lr if feedback_lr is None else feedback_lr
     for name, value in (("lr", lr), ("feedback_lr", feedback_lr), ("decay", decay)):
-        if not value >= 0 or value != value:
+        if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
             raise CircuitError(f"{name} must be a finite number >= 0; got {value!r}")
+    seed = _as_int(seed)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise CircuitError(f"seed must be an int >= 0; got {seed!r}")
 
     L = len(sizes) - 1
     d = sizes[-1]

@@ -228,3 +228,21 @@ def test_eval_forward_unchanged_by_conversion():
         expected = model(x)
         for rule, rank in (("ldfa", 2), ("fa", None), ("kp", None)):
             assert torch.equal(convert(model, rule=rule, rank=rank).eval()(x), expected)
+
+
+def test_vit_local_rule_gradients_of_every_map():
+    """P.grad = (x Q)^T g and Q.grad = x^T (g P^T), summed over batch and tokens, for every map."""
+    model = convert(small_vit(), rule="ldfa", rank=2, subspace="local")
+    seen = {}
+    layers = [m for m in model.modules() if isinstance(m, FeedbackLinear)]
+    for m in layers:
+        m.register_forward_hook(lambda mod, inp, out: seen.setdefault(id(mod), {}).update(
+            x=inp[0].detach().reshape(-1, mod.in_features)))
+        m.register_full_backward_hook(lambda mod, gin, gout: seen[id(mod)].update(
+            g=gout[0].reshape(-1, mod.out_features)))
+    grads(model, torch.randn(4, 3, 8, 8, dtype=DT))
+    for m in layers:
+        x, g = seen[id(m)]["x"], seen[id(m)]["g"]
+        P, Q = m.P.detach(), m.Q.detach()
+        assert_close(m.P.grad, (x @ Q).T @ g, what=f"P.grad of {m!r}")
+        assert_close(m.Q.grad, x.T @ (g @ P.T), what=f"Q.grad of {m!r}")

@@ -178,3 +178,40 @@ def test_importing_bioplastic_imports_neither_brian2_nor_torch():
     code = "import sys, bioplastic, circuits; print('brian2' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_json_form_and_runner_are_independent_of_later_edits():
+    c = circuits.mlp([4, 3, 2], rule="fa", lr=0.1)
+    data = c.to_dict()
+    data["graph"]["lr"] = 99.0
+    assert c.params.lr == 0.1
+    run = bioplastic.build(c, backend="reference")
+    c.graph.graph["lr"] = 0.0  # editing the circuit after build does not reach the runner
+    w0 = run.get_weights()["W2"]
+    run.train_step(np.ones((2, 4)), np.zeros((2, 2)))
+    assert np.abs(run.get_weights()["W2"] - w0).max() > 0
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda g: g.nodes["output"].update(activation="tanh"), "the readout is linear"),
+    (lambda g: g.nodes["target"].update(size=7), "target population 'target' has size 7, output has 3"),
+    (lambda g: g.graph.update(lr=-5.0), "lr must be a finite number >= 0; got -5.0"),
+    (lambda g: g.graph.update(feedback_lr="abc"), "feedback_lr must be a finite number"),
+    (lambda g: g.graph.update(seed=1.5), "seed must be an int >= 0"),
+    (lambda g: g.edges["hidden1", "hidden2"].update(init="svd"), "init 'svd'"),
+    (lambda g: g.edges["feedback2", "hidden1"].update(init="orthonormal"), "cannot have orthonormal rows"),
+])
+def test_validation_of_params_readout_and_inits(edit, match):
+    c = circuits.mlp([6, 5, 4, 3], rule="ldfa", rank=2, subspace="fixed")
+    edit(c.graph)
+    with pytest.raises(CircuitError, match=match):
+        c.validate()
+
+
+def test_numpy_integers_are_accepted_and_bad_numbers_refused():
+    c = circuits.mlp([np.int64(6), np.int32(5), 3], rule="ldfa", rank=np.int64(2), seed=np.int64(4))
+    assert c.sizes == [6, 5, 3] and c.ranks == {2: 2} and c.params.seed == 4
+    with pytest.raises(CircuitError, match="lr must be a finite number"):
+        circuits.mlp([6, 5, 3], rule="fa", lr=float("inf"))
+    with pytest.raises(CircuitError, match="seed must be an int >= 0"):
+        circuits.mlp([6, 5, 3], rule="fa", seed=1.5)

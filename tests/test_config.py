@@ -36,3 +36,11 @@ def test_values_are_parsed_by_the_field_type():
 def test_bad_overrides_name_the_problem(argv, match):
     with pytest.raises(ValueError, match=match):
         override(Config(), argv)
+
+
+def test_list_elements_take_the_default_element_type():
+    assert override(Config(), ["--ranks=1,2,8"]).ranks == (1, 2, 8)
+    with pytest.raises(ValueError, match="--ranks takes a int"):
+        override(Config(), ["--ranks=1,2x"])
+    with pytest.raises(ValueError, match="finite"):
+        override(Config(), ["--lr=nan"])

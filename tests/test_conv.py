@@ -38,6 +38,7 @@ GEOMETRIES = [
     (5, 3, 2, (2, 1), 4, "zeros"),
     (3, 2, "valid", 1, 1, "zeros"),
     (3, 1, 1, 1, 2, "reflect"),
+    (3, 1, 3, 1, 1, "zeros"),  # padding > d (k - 1): the transposed-conv fallback at stride 1
 ]
 #: PyTorch's own "same" convolution (the reference) warns about the copy it makes for even kernels.
 SAME_EVEN = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
@@ -311,3 +312,26 @@ def test_state_dict_and_parameters():
     assert not layer.P.requires_grad and not layer.Q.requires_grad
     assert layer.feedback_matrix().shape == (8 * 9, 12)
     assert isinstance(layer, nn.Conv2d) and isinstance(layer, FeedbackConv2d)
+
+
+@pytest.mark.parametrize("subspace", ["local", "oja", "normative"])
+def test_autocast_backward_runs_in_the_reduced_dtype(subspace):
+    """bf16 autocast: gradients arrive in each parameter's dtype, near the float32 ones."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 6, 3, padding=1)
+    x = torch.randn(2, 4, 6, 6)
+    grads = {}
+    for mode in ("float32", "bf16"):
+        layer = feedback_conv2d(conv, "ldfa", rank=2, subspace=subspace,
+                                generator=torch.Generator().manual_seed(0))
+        conv.weight.grad = conv.bias.grad = None
+        xr = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16"):
+            y = layer(xr)
+        assert y.dtype == (torch.bfloat16 if mode == "bf16" else torch.float32)
+        (y.float() ** 2).sum().backward()
+        grads[mode] = {"x": xr.grad, "weight": layer.weight.grad, "P": layer.P.grad, "Q": layer.Q.grad}
+    for name, g in grads["bf16"].items():
+        assert g.dtype == torch.float32
+        scale = grads["float32"][name].abs().max().item()
+        assert_close(g, grads["float32"][name], rtol=0, atol=0.05 * scale, what=f"bf16 {name}")

@@ -346,7 +346,9 @@ def test_convert_registry_is_exact_type_and_extensible(monkeypatch):
         pass
 
     model = nn.Sequential(MyLinear(4, 3))
-    assert not isinstance(convert(model, rule="fa")[0], FeedbackLinear)
+    with pytest.raises(TypeError, match=r"0 \(MyLinear\); supported types: Linear, .*unsupported='bp'"):
+        convert(model, rule="fa")
+    assert not isinstance(convert(model, rule="fa", unsupported="bp")[0], FeedbackLinear)
     monkeypatch.setitem(CONVERTERS, MyLinear, CONVERTERS[nn.Linear])
     assert isinstance(convert(model, rule="fa")[0], FeedbackLinear)
 

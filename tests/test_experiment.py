@@ -289,3 +289,32 @@ def test_run_demo_on_torch_float64_matches_reference(tmp_path):
         assert_close(t["train_loss"], r["train_loss"], rtol=1e-10, what=f"{c_ref['label']} loss")
         assert_close(t["test_loss"], r["test_loss"], rtol=1e-10, what=f"{c_ref['label']} test loss")
         assert t["test_accuracy"] == r["test_accuracy"]
+
+
+def test_numpy_non_finite_scalars_become_null(tmp_path):
+    ex.write_json(tmp_path / "x.json", {"a": np.float64("nan"), "b": np.float32("inf"), "c": np.int64(3)})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": None, "b": None, "c": 3}
+
+
+def test_demo_fails_before_writing_on_a_bad_backend_and_keeps_finished_runs(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="unknown demo backend 'jax'"):
+        ex.DemoConfig(backend="jax")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        ex.run_demo(ex.DemoConfig(backend="torch", device="cuda", epochs=1, seeds=(0,)),
+                    tmp_path / "cuda", progress=False)
+    assert not (tmp_path / "cuda").exists()
+    cfg = ex.DemoConfig(sizes=(64, 8, 10), epochs=1, seeds=(0,),
+                        conditions=(ex.Condition("bp"), ex.Condition("fa")))
+    real = ex.run_condition
+
+    def second_run_crashes(condition, *args, **kwargs):
+        if condition.rule == "fa":
+            raise RuntimeError("simulated crash")
+        return real(condition, *args, **kwargs)
+
+    monkeypatch.setattr(ex, "run_condition", second_run_crashes)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        ex.run_demo(cfg, tmp_path / "crash", jobs=1, progress=False)
+    saved = json.loads((tmp_path / "crash" / "results.json").read_text())
+    assert saved["status"] == "failed" and "simulated crash" in saved["error"]
+    assert [len(c["runs"]) for c in saved["conditions"]] == [1, 0]

@@ -134,3 +134,90 @@ def test_converted_models_learn_a_small_image_task(name, options):
     with torch.no_grad():
         accuracy = (model.eval()(x).argmax(1) == y).float().mean().item()
     assert accuracy > 0.6
+
+
+def test_convert_refuses_unsupported_layers_by_name():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Conv1d(2, 2, 3), nn.Flatten(), nn.LazyLinear(3))
+    with pytest.raises(TypeError, match=r"1 \(Conv1d\).*supported types: Linear, Conv2d, "
+                                        r"MultiheadAttention.*unsupported='bp'"):
+        convert(model, rule="fa")
+    out = convert(model, rule="fa", unsupported="bp")
+    assert isinstance(out[0], FeedbackConv2d) and type(out[1]) is nn.Conv1d
+    with pytest.raises(ValueError, match=r"rank 99 for layer 'features\.0' is out of range: at most "
+                                         r"8 .*clip_rank"):
+        convert(VGG(width=1 / 8), rule="ldfa", rank=99)
+
+
+# ----------------------------------------------------------------------------- compute accounting
+def test_flop_count_of_the_4_layer_mlp():
+    """The 3072-2048-2048-2048-10 MLP at batch 256: counted layer by layer, checked by hand.
+
+    bp: 3 products per layer but no input gradient for the first; fixed ldfa: 2 per layer plus
+    g P^T and z Q^T for layers 2-4; ratio about 0.78 (the issue's reference point).
+    """
+    from bioplastic.bench import layer_shapes, step_flops
+
+    sizes, n, r = [3072, 2048, 2048, 2048, 10], 256, 1
+    torch.manual_seed(0)
+    model = MLP(sizes[0], sizes[1:-1], sizes[-1])
+    x = torch.randn(n, 3, 32, 32)
+    products = [n * a * b for a, b in zip(sizes[:-1], sizes[1:])]
+    bp = step_flops(layer_shapes(model, x))
+    assert bp["total"] == 2 * (3 * sum(products) - products[0])
+    ldfa = step_flops(layer_shapes(convert(model, rule="ldfa", rank=r, subspace="fixed"), x))
+    thin = sum(n * r * (a + b) for a, b in zip(sizes[1:-1], sizes[2:]))
+    assert ldfa["total"] == 2 * (2 * sum(products) + thin)
+    assert abs(ldfa["total"] / bp["total"] - 0.779) < 0.002
+
+
+def test_flop_count_sees_attention_and_fused_ranks():
+    from bioplastic.bench import layer_flops, layer_shapes, step_flops
+
+    torch.manual_seed(0)
+    n, dim, tokens = 2, 16, 5  # 8x8 image, patch 4: 4 patches + class token
+    x = torch.randn(n, 3, 8, 8)
+    # a plain nn.MultiheadAttention applies its projections without calling them: still counted
+    plain = [step_flops(layer_shapes(ViT(image_size=8, patch=4, dim=dim, depth=1, heads=2,
+                                         attention=a), x)) for a in ("fused", "torch")]
+    assert plain[0] == plain[1]
+    for attention in ("fused", "torch"):
+        vit = ViT(image_size=8, patch=4, dim=dim, depth=1, heads=2, n_classes=3, attention=attention)
+        shapes = layer_shapes(convert(vit, rule="ldfa", rank=2), torch.randn(n, 3, 8, 8))
+        kinds = [(s.kind, s.rows, s.fan_in, s.out, s.rank, s.input_grad) for s in shapes]
+        assert kinds == [
+            ("conv", n * 4, 3 * 16, dim, 2, False),              # patch embedding, input is data
+            ("linear", n * tokens, dim, 3 * dim, 6, True),       # fused qkv: rank 3r
+            ("linear", n * tokens, dim, dim, 2, True),           # output projection
+            ("attention", n * tokens, tokens, dim, None, True),  # q k^T and A v (hook fires last)
+            ("linear", n * tokens, dim, 2 * dim, 2, True),       # MLP
+            ("linear", n * tokens, 2 * dim, dim, 2, True),
+            ("linear", n, dim, 3, 2, True)]                      # head on the class token
+        att = layer_flops(shapes[3])
+        assert att["forward"] == 2 * 2 * n * tokens * tokens * dim
+        assert att["input_grad"] == 2 * att["forward"]
+
+
+def test_interleaved_timing_bookkeeping():
+    from bioplastic.bench import summarize_times, time_interleaved
+
+    calls = []
+    steps = {name: (lambda name=name: calls.append(name)) for name in ("bp", "a", "b")}
+    times = time_interleaved(steps, rounds=4, warmup=2)
+    assert {k: len(v) for k, v in times.items()} == {"bp": 4, "a": 4, "b": 4}
+    assert calls[:3] == ["bp", "a", "b"] and calls[3:6] == ["a", "b", "bp"]  # order rotates
+    summary = summarize_times({"bp": [1.0, 2.0, 3.0], "a": [2.0, 2.0, 6.0]}, "bp")
+    assert summary["a"]["ratio"] == 2.0  # median of per-round ratios 2, 1, 2
+    assert summary["a"]["ratio_of_medians"] == 1.0 and summary["a"]["median_s"] == 2.0
+
+
+@pytest.mark.slow
+def test_bench_command_quick(tmp_path):
+    import json
+
+    from bioplastic.cli import main
+
+    assert main(["bench", "--quick", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    variants = results["models"]["mlp512"]["variants"]
+    assert set(variants) == {"bp", "ldfa_r1", "ldfa_r10", "plain_r1", "plain_r10"}
+    assert 0.5 < variants["ldfa_r10"]["flop_ratio"] < 1 and (tmp_path / "bench.png").exists()

@@ -64,7 +64,8 @@ class AbstractRunner(abc.ABC):
     backend: str = ""
 
     def __init__(self, circuit: Circuit):
-        self.circuit = circuit.validate()
+        # a private copy: editing the caller's circuit after build must not change this runner
+        self.circuit = Circuit.from_dict(circuit.validate().to_dict())
 
     @abc.abstractmethod
     def get_weights(self) -> dict[str, np.ndarray]:

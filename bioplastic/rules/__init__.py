@@ -19,13 +19,13 @@ from .fa import DirectFeedbackAlignment, FeedbackAlignment
 from .kp import KolenPollack
 from .ldfa import SUBSPACE_RULES, LowDimensionalFeedback, subspace_rule
 
-#: Rule name -> factory(subspace) of the rule object; every registration in one list.
-RULES = {
-    "bp": lambda subspace=None: Backprop(),
-    "fa": lambda subspace=None: FeedbackAlignment(),
-    "dfa": lambda subspace=None: DirectFeedbackAlignment(),
-    "kp": lambda subspace=None: KolenPollack(),
-    "ldfa": lambda subspace="local": LowDimensionalFeedback(subspace),
+#: Rule name -> rule class; every registration in one list.
+RULES: dict[str, type[AbstractRule]] = {
+    "bp": Backprop,
+    "fa": FeedbackAlignment,
+    "dfa": DirectFeedbackAlignment,
+    "kp": KolenPollack,
+    "ldfa": LowDimensionalFeedback,
 }
 
 
@@ -33,9 +33,7 @@ def get_rule(name: str, subspace: str | None = None) -> AbstractRule:
     """The rule object for ``name`` (and ``subspace`` for ldfa); raises naming the valid options."""
     if name not in RULES:
         raise ValueError(f"unknown rule {name!r}; valid options: {', '.join(RULES)}")
-    if name == "ldfa":
-        return RULES[name](subspace or "local")
-    return RULES[name]()
+    return RULES[name](subspace or "local") if name == "ldfa" else RULES[name]()
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ two maps. Softmax attention, :math:`\mathrm{softmax}(q k^\top/\sqrt{d_h} + M)\,v
 and the residual sums keep their exact autograd backward. For a map :math:`y = x W^\top + b` with
 feedback :math:`B` (in, out) the input receives :math:`g B^\top` (:mod:`.functional`).
 
-Fused maps get a larger rank. A fused projection stacks ``maps`` = 3 maps (q, k, v) in the rows of
+Fused maps get a larger rank. A fused projection stacks 3 maps (q, k, v) in the rows of
 one weight (3E, E); the rank given for a layer is *per map*, so the fused map gets
 ``feedback_rank_factor * r`` with the factor 3 by default, as in the authors' code. Set the factor
 per model with :func:`convert_transformer` (``qkv_rank_factor``).
@@ -99,13 +99,11 @@ class FeedbackMultiheadAttention(nn.MultiheadAttention):
 
     Build one with :meth:`from_attention` (``convert`` does). Submodules: ``in_proj`` (3E <- E,
     rank ``3 r``) when q, k, v share ``embed_dim``, else ``q_proj``, ``k_proj``, ``v_proj`` (rank r
-    each, no bias) and the Parameter ``qkv_bias`` (3E,); and ``out_proj`` (rank r). ``in_proj_weight``, ``in_proj_bias``, ``q_proj_weight``, ...
-    remain readable as properties, so code that reads them (``nn.TransformerEncoderLayer``'s
-    inference fast path) sees the same tensors, and a state dict of the original loads.
+    each, no bias) and the Parameter ``qkv_bias`` (3E,); and ``out_proj`` (rank r).
+    ``in_proj_weight``, ``in_proj_bias``, ``q_proj_weight``, ... remain readable as properties, so
+    code that reads them (``nn.TransformerEncoderLayer``'s inference fast path) sees the same
+    tensors, and a state dict of the original loads.
     """
-
-    #: Maps stacked in the rows of the fused projection.
-    maps = 3
 
     @classmethod
     def from_attention(cls, mha: nn.MultiheadAttention, spec: FeedbackSpec,

@@ -46,7 +46,9 @@ kernel :math:`W_f` (C_out/G, C_in/G k_h k_w), :math:`Q_f` = Q flattened to (r/G,
 ``local``
     the gradients of the factorised surrogate under the same error:
     ``grad_Q = conv2d_weight(x, z)``, ``grad_P = sum_{batch, positions} u g^T`` with
-    ``u = Q-conv(x)``; both use only pre- and postsynaptic signals of each synapse.
+    ``u = Q-conv(x)``; both use only pre- and postsynaptic signals of each synapse. They equal
+    ``P_f dW_f`` and ``Q_f dW_f^T`` with dW the weight gradient, which is how they are computed
+    (:func:`local_gradients`).
 ``oja``
     :math:`\mathrm{grad}_P = -(P C - P C P^\top P)` with C the channel covariance of the error,
     pooling batch and spatial positions as samples:
@@ -121,21 +123,68 @@ def normative_gradients(P: torch.Tensor, Q: torch.Tensor, W: torch.Tensor, group
     return grad_p.reshape(P.shape), grad_q.reshape(Q.shape)
 
 
-def oja_gradient(P: torch.Tensor, g: torch.Tensor, groups: int) -> torch.Tensor:
+def bottleneck(g: torch.Tensor, P: torch.Tensor, groups: int) -> torch.Tensor:
+    """z = P applied to every position of the error map: (N, C_out, H, W) -> (N, r, H, W).
+
+    A batched matrix product on the (N, C_out, H W) view: the same numbers as the 1x1 convolution
+    ``F.conv2d(g, P, groups=groups)``, several times faster than oneDNN's for a few output channels.
+    """
+    n, c, h, w = g.shape
+    p, _ = grouped_factors(P, P, groups)  # (G, r/G, C_out/G)
+    z = p @ g.reshape(n, groups, c // groups, h * w)  # (N, G, r/G, H W)
+    return z.reshape(n, -1, h, w)
+
+
+def error_map(z: torch.Tensor, Q: torch.Tensor, geo: ConvGeometry, input_size) -> torch.Tensor:
+    """delta_in = conv2d_input(input_size, Q, z): the transposed Q-convolution of the bottleneck.
+
+    With stride 1 this is a plain convolution of z with the flipped, transposed kernel and padding
+    d (k - 1) - p, which oneDNN runs several times faster than its transposed convolution when z
+    has few channels; other geometries use ``convolution_backward``.
+    """
+    pads = tuple(d * (k - 1) - p for d, k, p in zip(geo.dilation, Q.shape[-2:], geo.padding))
+    if geo.stride == (1, 1) and min(pads) >= 0:
+        g, r = geo.groups, Q.shape[0]
+        flipped = (Q.reshape(g, r // g, -1, *Q.shape[-2:]).transpose(1, 2)
+                   .reshape(-1, r // g, *Q.shape[-2:]).flip(-2, -1))
+        return F.conv2d(z, flipped, None, 1, pads, geo.dilation, g)
+    shape_only = z.new_empty(1).expand(input_size)
+    return _convolution_backward(z, shape_only, Q, None, geo.stride, geo.padding, geo.dilation,
+                                 False, [0, 0], geo.groups, (True, False, False))[0]
+
+
+def local_gradients(P: torch.Tensor, Q: torch.Tensor, grad_w: torch.Tensor, groups: int
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The local rule's (grad_P, grad_Q) from the weight gradient: Q_f dW_f^T and P_f dW_f per group.
+
+    The surrogate's gradients, ``sum u g^T`` (u = Q-conv of x) and ``conv2d_weight(x, z)``, are
+    sums over positions of pre/post products; both equal these contractions of
+    ``dW = conv2d_weight(x, g)``, which cost r C_out C_in k_h k_w per step instead of that much per
+    position (research/paper.md section 2.4 writes the rule this way).
+    """
+    p, q = grouped_factors(P, Q, groups)
+    dw = grad_w.reshape(groups, grad_w.shape[0] // groups, -1)  # (G, C_out/G, C_in/G k k)
+    return (q @ dw.transpose(1, 2)).reshape(P.shape), (p @ dw).reshape(Q.shape)
+
+
+def oja_gradient(P: torch.Tensor, g: torch.Tensor, z: torch.Tensor, groups: int) -> torch.Tensor:
     """-(P C - P C P^T P) per group, C the pooled channel covariance of delta = N g (docstring).
+
+    P C is formed as (N / (H W)) sum_positions z g^T with z = :func:`bottleneck` (g, P), so the
+    (C_out, C_out) covariance is never built.
 
     Parameters
     ----------
     P : Tensor, shape (r, C_out/G, 1, 1)
     g : Tensor, shape (N, C_out, H, W)
         Gradient of the batch-mean loss at the layer output.
+    z : Tensor, shape (N, r, H, W)
     """
-    n, c_out = g.shape[:2]
-    samples = g.transpose(0, 1).reshape(groups, c_out // groups, -1)  # (G, C_out/G, N H W)
-    positions = samples.shape[-1] // n
-    cov = (n / positions) * samples @ samples.transpose(1, 2)  # (N g)(N g)^T / (N H W)
+    n, c_out, h, w = g.shape
+    gg = g.reshape(n, groups, c_out // groups, h * w)
+    zz = z.reshape(n, groups, -1, h * w)
+    pc = (n / (h * w)) * torch.einsum("ngrl,ngcl->grc", zz, gg)  # (G, r/G, C_out/G)
     p, _ = grouped_factors(P, P, groups)
-    pc = p @ cov
     return (-(pc - pc @ p.transpose(1, 2) @ p)).reshape(P.shape)
 
 
@@ -185,34 +234,43 @@ class FeedbackConv2dFunction(torch.autograd.Function):
         x, weight, P, Q, B = ctx.saved_tensors
         layer = ctx.layer
         geo = layer.geometry
-        need_x, need_w, need_b, need_p, need_q, need_b_fb = ctx.needs_input_grad[:6]
-        conv = (geo.stride, geo.padding, geo.dilation, False, [0, 0], geo.groups)
-        g = g.contiguous()
+        need_x, need_w, need_b, need_p, need_q, need_fb = ctx.needs_input_grad[:6]
+        # no-ops unless autocast ran the forward in a reduced dtype (g's): the backward maps then
+        # run in it, the subspace rules in the factors' own dtype; the engine casts grads back
+        x, weight_g = x.to(g.dtype), weight.to(g.dtype)
+        P_g, Q_g, B = (None if t is None else t.to(g.dtype) for t in (P, Q, B))
+        ldfa = layer.rule == "ldfa"
+        # the local and oja rules read W's gradient even when W itself is frozen
+        want_w = need_w or need_fb or (ldfa and layer.subspace in ("local", "oja") and need_q) or (
+            ldfa and layer.subspace == "local" and need_p)
         bias_size = [weight.shape[0]] if ctx.has_bias else None
-        _, grad_w, grad_b = _convolution_backward(g, x, weight, bias_size, *conv,
-                                                  (False, need_w or need_b_fb, need_b))
+        _, grad_w, grad_b = _convolution_backward(
+            g, x, weight_g, bias_size, geo.stride, geo.padding, geo.dilation, False, [0, 0],
+            geo.groups, (False, want_w, need_b))
         grad_x = grad_p = grad_q = grad_fb = None
-        if layer.rule == "ldfa":
-            local_q = layer.subspace in ("local", "oja") and need_q
-            if need_x or local_q or (need_p and layer.subspace == "local"):
-                z = F.conv2d(g, P, groups=geo.groups)  # (N, r, H_out, W_out): the bottleneck
-                if need_x or local_q:
-                    grad_x, grad_q, _ = _convolution_backward(z, x, Q, None, *conv,
-                                                              (need_x, local_q, False))
-            if layer.subspace == "normative" and (need_p or need_q):
+        if ldfa:
+            oja = layer.subspace == "oja"
+            z = bottleneck(g, P_g, geo.groups) if need_x or (oja and need_p) else None
+            if need_x:
+                grad_x = error_map(z, Q_g, geo, x.shape)
+            dt = P.dtype
+            if layer.subspace == "normative":
                 grad_p, grad_q = normative_gradients(P, Q, weight, geo.groups)
-            elif layer.subspace == "local" and need_p:
-                u = F.conv2d(x, Q, None, geo.stride, geo.padding, geo.dilation, geo.groups)
-                grad_p = _convolution_backward(u, g, P, None, (1, 1), (0, 0), (1, 1), False, [0, 0],
-                                               geo.groups, (False, True, False))[1]
-            elif layer.subspace == "oja" and need_p:
-                grad_p = oja_gradient(P, g, geo.groups)
+            elif layer.subspace == "local":
+                grad_p, grad_q = local_gradients(P, Q, grad_w.to(dt), geo.groups)
+            elif oja:
+                grad_p = oja_gradient(P, g.to(dt), z.to(dt), geo.groups) if need_p else None
+                grad_q = local_gradients(P, Q, grad_w.to(dt), geo.groups)[1] if need_q else None
         else:  # fa, kp
             if need_x:
-                grad_x = _convolution_backward(g, x, B, None, *conv, (True, False, False))[0]
-            if need_b_fb:
+                shape_only = g.new_empty(1).expand(x.shape)
+                grad_x = _convolution_backward(g, shape_only, B, None, geo.stride, geo.padding,
+                                               geo.dilation, False, [0, 0], geo.groups,
+                                               (True, False, False))[0]
+            if need_fb:
                 grad_fb = grad_w.clone()  # two .grad tensors must not share storage
-        return (grad_x, grad_w if need_w else None, grad_b, grad_p, grad_q, grad_fb, None)
+        return (grad_x, grad_w if need_w else None, grad_b, grad_p if need_p else None,
+                grad_q if need_q else None, grad_fb, None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -320,8 +378,8 @@ class FeedbackConv2d(nn.Conv2d):
         """Draw the feedback: fa/kp B, ldfa P and Q (as FeedbackLinear does; float64 CPU draws).
 
         Random kernels are N(0, 1/fan-in of the feedback map): C_out/G k_h k_w for B, C_out/G for
-        P, r/G k_h k_w for Q; a 1x1 kernel gives the Linear layer's draws. ``local`` and
-        ``normative`` start from the truncated SVD of W, ``oja`` from orthonormal rows of P.
+        fixed and oja P get orthonormal rows and Q std 1/sqrt(C_out/G k_h k_w); a 1x1 kernel gives
+        the Linear layer's draws. ``local`` and ``normative`` start from the truncated SVD of W.
         """
         w, g = self.weight.detach(), self.groups
         c_out, taps = self.out_channels // g, math.prod(self.kernel_size)
@@ -338,13 +396,12 @@ class FeedbackConv2d(nn.Conv2d):
         if self.subspace in ("normative", "local"):
             p, q = svd_factors(w.to(torch.float64), r, g)
         else:
+            # as bioplastic.init does for circuits: orthonormal P rows, Q with fa's gain
+            # (std 1/sqrt(C_out/G k_h k_w)), so QP has fa's singular-value scale at any rank
             per = r // g
-            if self.subspace == "oja":
-                p = torch.stack([fn.orthonormal_rows(per, c_out, generator) for _ in range(g)])
-            else:
-                p = torch.stack([fn.normal((per, c_out), generator) for _ in range(g)])
+            p = torch.stack([fn.orthonormal_rows(per, c_out, generator) for _ in range(g)])
             q = torch.randn((r, w[0].numel()), generator=generator, dtype=torch.float64)
-            q = q / math.sqrt(per * taps)
+            q = q / math.sqrt(c_out * taps)
         learnt = self.subspace != "fixed"
         self.P = nn.Parameter(p.reshape(r, c_out, 1, 1).to(w), requires_grad=learnt)
         self.Q = nn.Parameter(q.reshape(r, *w.shape[1:]).to(w), requires_grad=learnt)
@@ -447,5 +504,6 @@ def convert_conv2d(module: nn.Conv2d, spec: FeedbackSpec, generator: torch.Gener
 
 
 __all__ = ["CONV_RULES", "CONV_SUBSPACES", "ConvGeometry", "FeedbackConv2d", "FeedbackConv2dFunction",
-           "convert_conv2d", "effective_kernel", "feedback_conv2d", "grouped_factors", "max_rank",
-           "normative_gradients", "oja_gradient", "svd_factors"]
+           "bottleneck", "convert_conv2d", "effective_kernel", "error_map", "feedback_conv2d",
+           "grouped_factors", "local_gradients", "max_rank", "normative_gradients", "oja_gradient",
+           "svd_factors"]

@@ -55,6 +55,33 @@ def _convertible(model: nn.Module) -> dict[str, nn.Module]:
     return out
 
 
+#: Weight-carrying modules that need no feedback: their input is indices, never given a gradient.
+NO_FEEDBACK_NEEDED: tuple[type, ...] = (nn.Embedding, nn.EmbeddingBag)
+
+
+def unsupported_layers(model: nn.Module) -> dict[str, str]:
+    """Modules convert cannot handle that would silently keep exact backprop: {name: type name}.
+
+    A module counts when it owns a parameter named ``weight*`` with two or more dimensions (a
+    matrix or kernel whose transpose backprop uses: ``nn.Conv1d``, ``nn.LSTM``'s ``weight_ih_l0``,
+    ``nn.Bilinear``, an unregistered ``nn.Linear`` subclass, ...), has no converter, is not in
+    :data:`NO_FEEDBACK_NEEDED`, and does not sit inside a convertible module (whose converter owns
+    it, like ``nn.MultiheadAttention.out_proj``).
+    """
+    owners = list(_convertible(model))
+    out = {}
+    for name, m in model.named_modules():
+        if type(m) in CONVERTERS or isinstance(m, NO_FEEDBACK_NEEDED):
+            continue
+        if any(name.startswith(f"{o}.") or o == "" for o in owners):
+            continue
+        if any(n.startswith("weight") and (isinstance(p, nn.parameter.UninitializedParameter)
+                                           or p.dim() >= 2)
+               for n, p in m.named_parameters(recurse=False)):
+            out[name] = type(m).__name__
+    return out
+
+
 def _check_names(what: str, names: Collection[str], valid: Collection[str]) -> None:
     unknown = sorted(set(names) - set(valid))
     if unknown:
@@ -64,7 +91,7 @@ def _check_names(what: str, names: Collection[str], valid: Collection[str]) -> N
 
 def convert(model: nn.Module, rule: str = "ldfa", rank: int | Mapping[str, int] | None = None,
             subspace: str = "local", exclude: Collection[str] = (), seed: int = 0,
-            clip_rank: bool = False, inplace: bool = False) -> nn.Module:
+            clip_rank: bool = False, inplace: bool = False, unsupported: str = "error") -> nn.Module:
     """Replace every layer with a converter (``nn.Linear``: :class:`FeedbackLinear`), recursively.
 
     Parameters
@@ -88,6 +115,9 @@ def convert(model: nn.Module, rule: str = "ldfa", rank: int | Mapping[str, int] 
         Use min(r, in, out) where r is too large (the authors' behaviour) instead of raising.
     inplace : bool
         Modify ``model`` itself; otherwise a deep copy is converted and ``model`` is untouched.
+    unsupported : {"error", "bp"}
+        What to do with weight layers no converter handles (:func:`unsupported_layers`): raise,
+        naming them and the supported types, or leave them on exact backprop.
 
     Returns
     -------
@@ -100,6 +130,14 @@ def convert(model: nn.Module, rule: str = "ldfa", rank: int | Mapping[str, int] 
     if not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an int; got {seed!r}")
     exclude = [exclude] if isinstance(exclude, str) else list(exclude)
+    if unsupported not in ("error", "bp"):
+        raise ValueError(f"unsupported must be 'error' or 'bp'; got {unsupported!r}")
+    others = unsupported_layers(model) if unsupported == "error" else {}
+    if others:
+        listing = ", ".join(f"{n or '<model>'} ({t})" for n, t in others.items())
+        raise TypeError(f"convert has no feedback version of {listing}; supported types: "
+                        f"{', '.join(t.__name__ for t in CONVERTERS)}. Pass unsupported='bp' to "
+                        "leave them on exact backprop")
     targets = _convertible(model)
     _check_names("exclude", exclude, targets)
     targets = {n: m for n, m in targets.items() if n not in exclude}

@@ -1,0 +1,35 @@
+"""Compute saved by low-dimensional feedback: training-step time of ldfa against backprop.
+
+For the paper's MLP (widths 512 and 2048), the VGG-style CNN and the small ViT, times one training
+step (forward, backward, SGD step) of bp and of ldfa at r = 1, 4, 10, 32 in one process, round by
+round, and sets the measured ratio next to the analytic ratio of matrix-multiply FLOPs; for the MLPs
+also against a hand-written LDFA MLP (one bare autograd Function), which measures what the
+conversion machinery adds. A profile of one bp and one ldfa step splits the time into matrix
+products and the rest. Everything is :mod:`bioplastic.bench`; this script is its config and output.
+
+Run: ``bioplastic analysis bench_compute [--models=mlp2048 --rounds=30 ...]`` (or
+``bioplastic bench``). Writes ``results/bench/{config.json, results.json, bench.png}``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+
+from bioplastic import config as config_mod
+from bioplastic import experiment
+from bioplastic.bench import BenchConfig as Config
+from bioplastic.bench import format_table, plot, run
+
+
+def main(argv=None) -> dict:
+    cfg = config_mod.override(Config(), argv)
+    results = run(cfg, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    experiment.save_run(cfg.out, asdict(cfg), results, seed=cfg.seed)
+    print(format_table(results, cfg))
+    print(f"figure: {plot(results, cfg)}")
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

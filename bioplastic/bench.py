@@ -1,0 +1,528 @@
+r"""Compute benchmark: training-step time of LDFA against backprop, measured and counted.
+
+A training step is forward, backward and optimiser step (plain SGD) on one batch. Backprop's
+backward costs two matrix products per layer (the weight gradient :math:`g^\top x` and the input
+gradient :math:`g W`); LDFA replaces the second by two thin products through the rank-r bottleneck,
+:math:`(g P^\top) Q^\top`, and adds the thin products of its subspace rule. The analytic count of
+matrix-multiply FLOPs (2 per multiply-add) of a step is therefore, per layer with forward cost F,
+
+.. math::
+
+    \text{bp: } F + F + F\,[\text{input needs a gradient}], \qquad
+    \text{ldfa: } F + F + c_r,
+
+with :math:`c_r` linear in r (:func:`layer_flops`); the first layer computes no input gradient in
+either, so a 4-layer MLP 3072-2048-2048-2048-10 has ldfa/bp -> 0.78 as r -> 0, and deep networks
+approach 2/3. Attention products (q k^T, A v: backward twice forward) count in both; norms,
+activations and the optimiser count in neither, which is why measured ratios sit above the
+analytic ones where those are a visible share of the time.
+
+The measured ratio comes from one process: every variant (bp, ldfa at each r, and for the MLPs a
+hand-written LDFA MLP without the conversion machinery) takes one step per round, round after round,
+so that drifts in machine load hit all of them alike; the ratio is the median over rounds of the
+per-round time ratio, next to the ratio of median step times. On a shared CPU, ``clock="cpu"``
+(process CPU time) with ``threads=1`` is far less disturbed by other processes than wall time.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+#: Benchmarked models: name -> (bioplastic.models name, its keyword arguments, input shape
+#: without the batch). The MLPs are the paper's 4-layer MLP at two widths; all have 10 classes.
+BENCH_MODELS: dict[str, tuple[str, dict, tuple[int, ...]]] = {
+    "mlp512": ("mlp", dict(in_features=3072, hidden=(512, 512, 512), out_features=10), (3, 32, 32)),
+    "mlp2048": ("mlp", dict(in_features=3072, hidden=(2048, 2048, 2048), out_features=10),
+                (3, 32, 32)),
+    "vgg": ("vgg", dict(in_channels=3, n_classes=10), (3, 32, 32)),
+    "vit": ("vit", dict(dim=192, depth=6, heads=3, mlp_ratio=2.0, n_classes=10), (3, 32, 32)),
+}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What ``bioplastic bench`` measures (every field settable as ``--key=value``)."""
+
+    models: tuple = ("mlp512", "mlp2048", "vgg", "vit")  # names in BENCH_MODELS
+    ranks: tuple = (1, 4, 10, 32)      # ldfa ranks r (fused qkv maps get 3r)
+    batch: int = 256                   # MLP batch (the issue's reference point)
+    conv_batch: int = 64               # VGG and ViT batch (CPU time stays minutes)
+    subspace: str = "local"            # ldfa subspace rule of every layer
+    rounds: int = 15                   # timed rounds (one step of every variant per round)
+    warmup: int = 3                    # untimed rounds first (allocator, oneDNN kernels)
+    device: str = "cpu"                # "cpu" or "cuda"
+    clock: str = "wall"                # "wall", or "cpu" (process CPU time: robust on a busy machine)
+    threads: int = 0                   # torch CPU threads; 0 keeps torch's default
+    plain_baseline: bool = True        # also time a hand-written LDFA MLP (machinery overhead)
+    profile: bool = True               # torch.profiler breakdown of one bp and one ldfa step
+    seed: int = 0
+    out: str = "results/bench"
+
+
+# ----------------------------------------------------------------------------------------------
+# Analytic FLOP count
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LayerShape:
+    """One weight layer of a step, as a (grouped) matrix product over ``rows`` rows.
+
+    ``rows``: batch x positions (tokens, output pixels); ``fan_in``: inputs per output unit
+    (in_features, or C_in/G k_h k_w); ``out``: outputs per row (C_out); ``groups``; whether its input
+    needs a gradient; the layer's rule, rank and subspace (None for plain backprop layers).
+    """
+
+    kind: str
+    rows: int
+    fan_in: int
+    out: int
+    groups: int = 1
+    input_grad: bool = True
+    rule: str = "bp"
+    rank: int | None = None
+    subspace: str | None = None
+
+
+def layer_flops(s: LayerShape) -> dict[str, int]:
+    """Matrix-multiply FLOPs of one layer in one step, as the layers compute them.
+
+    Multiply-adds (MAC) x 2. Forward and weight gradient: rows fan_in out each. Input gradient:
+    the same for bp, fa, kp (when the input needs one); for ldfa with rank r the bottleneck
+    z = g P^T (rows r out/G) and z Q^T (rows r fan_in). Subspace rules:
+
+    * ``local``: the contractions of the weight gradient, 2 r out fan_in / G (Conv2d always;
+      Linear when that is cheaper than forming u = x Q and its products with the rows,
+      rows r (2 fan_in + out));
+    * ``oja``: P C from z and g (rows r out / G) plus the r x r products; Q as ``local``;
+    * ``normative``: products of W, P, Q only (about 2-3 r out fan_in / G);
+    * ``fixed``: nothing beyond z and the input gradient.
+    """
+    fwd = s.rows * s.fan_in * s.out
+    if s.kind == "attention":  # q k^T and A v (fan_in = keys S, out = width E); both operands of
+        # each need a gradient, so backward costs twice the forward
+        return {"forward": 2 * 2 * fwd, "weight_grad": 0, "input_grad": 2 * 4 * fwd, "feedback": 0}
+    mac = {"forward": fwd, "weight_grad": fwd, "input_grad": 0, "feedback": 0}
+    if s.rule != "ldfa":
+        mac["input_grad"] = fwd if s.input_grad else 0
+        return {k: 2 * v for k, v in mac.items()}
+    from .backends.torch.functional import weight_grad_is_cheaper
+
+    r, out_g, conv = s.rank, s.out // s.groups, s.kind == "conv"
+    z = s.rows * r * out_g
+    weight_contraction = r * s.out * s.fan_in // s.groups  # one of P_f dW_f, Q_f dW_f^T
+    if s.input_grad:
+        mac["input_grad"] = z + s.rows * r * s.fan_in
+    if s.subspace == "local":
+        per_row = (0 if s.input_grad else z) + 2 * s.rows * r * s.fan_in + s.rows * r * s.out
+        mac["feedback"] = (2 * weight_contraction if conv or weight_grad_is_cheaper(
+            s.rows, s.fan_in, s.out) else per_row)
+    elif s.subspace == "oja":
+        grad_q = weight_contraction if conv else s.rows * r * s.fan_in
+        mac["feedback"] = (0 if s.input_grad else z) + z + 2 * r * r * out_g + grad_q
+    elif s.subspace == "normative":
+        mac["feedback"] = (3 * weight_contraction if conv else
+                           2 * s.out * s.fan_in * r + 2 * r * r * (s.fan_in + s.out))
+    return {k: 2 * v for k, v in mac.items()}
+
+
+def layer_shapes(model, x) -> list[LayerShape]:
+    """The weight layers and attention products one forward of ``model`` on ``x`` runs, in order.
+
+    Recorded by forward hooks: ``nn.Linear`` (and subclasses), ``nn.Conv2d``, the feedback layers
+    (with their rule, actual rank and subspace), ``nn.MultiheadAttention`` and
+    :class:`bioplastic.models.Attention` (their q k^T and A v products; the projections of a plain
+    ``nn.MultiheadAttention``, which it applies without calling them, are added here too).
+    A FeedbackConv2d is an ``nn.Conv2d``.
+    """
+    import torch
+    from torch import nn
+
+    from .backends.torch.attention import FeedbackMultiheadAttention
+    from .backends.torch.layers import FeedbackLinear
+    from .models import Attention
+
+    shapes: list[LayerShape] = []
+
+    def rule_of(m):
+        return (getattr(m, "rule", "bp"), getattr(m, "rank", None), getattr(m, "subspace", None))
+
+    def hook(m, inputs, output):
+        inp = inputs[0]
+        needs = inp.requires_grad
+        if isinstance(m, (nn.Linear, FeedbackLinear)):
+            rows = inp.numel() // inp.shape[-1]
+            shapes.append(LayerShape("linear", rows, m.in_features, m.out_features, 1, needs,
+                                     *rule_of(m)))
+        elif isinstance(m, nn.Conv2d):
+            n, _, h, w = output.shape
+            fan = (m.in_channels // m.groups) * math.prod(m.kernel_size)
+            shapes.append(LayerShape("conv", n * h * w, fan, m.out_channels, m.groups, needs,
+                                     *rule_of(m)))
+        elif isinstance(m, (Attention, nn.MultiheadAttention)):
+            q = inp if getattr(m, "batch_first", True) else inp.transpose(0, 1)
+            n, t, e = q.shape
+            if isinstance(m, nn.MultiheadAttention) and not isinstance(m, FeedbackMultiheadAttention):
+                shapes.append(LayerShape("linear", n * t, e, 3 * e, 1, needs))
+                shapes.append(LayerShape("linear", n * t, e, e, 1, True))
+            shapes.append(LayerShape("attention", n * t, t, e))
+
+    # (a plain nn.MultiheadAttention never calls its out_proj, so that hook stays silent)
+    kinds = (nn.Linear, FeedbackLinear, nn.Conv2d, Attention, nn.MultiheadAttention)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
+    try:
+        with torch.enable_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes
+
+
+def step_flops(shapes: Sequence[LayerShape]) -> dict[str, int]:
+    """Summed :func:`layer_flops` of a step, with ``total``."""
+    total = {"forward": 0, "weight_grad": 0, "input_grad": 0, "feedback": 0}
+    for s in shapes:
+        for k, v in layer_flops(s).items():
+            total[k] += v
+    total["total"] = sum(total.values())
+    return total
+
+
+# ----------------------------------------------------------------------------------------------
+# A hand-written LDFA MLP: the "plain custom autograd function" baseline of the machinery
+# ----------------------------------------------------------------------------------------------
+
+def _plain_mlp(widths: Sequence[int], rank: int, generator, device, dtype):
+    """An MLP [Linear, BatchNorm1d, ReLU]... with LDFA (local rule) in one bare autograd Function.
+
+    No layer classes, no conversion: parameters in lists, one Function; the time the conversion
+    machinery may add is measured against this.
+    """
+    import torch
+    from torch import nn
+
+    class LowRankLinear(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, w, b, p, q):
+            ctx.save_for_backward(x, p, q)
+            return torch.addmm(b, x, w.T)
+
+        @staticmethod
+        def backward(ctx, g):
+            x, p, q = ctx.saved_tensors
+            z = g @ p.T
+            grad_x = z @ q.T if ctx.needs_input_grad[0] else None
+            return grad_x, g.T @ x, g.sum(0), (x @ q).T @ g, x.T @ z
+
+    class PlainMLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            pairs = list(zip(widths[:-1], widths[1:]))
+            kw = dict(device=device, dtype=dtype)
+            self.w = nn.ParameterList(nn.Parameter(torch.randn(o, i, generator=generator).to(**kw)
+                                                   / i ** 0.5) for i, o in pairs)
+            self.b = nn.ParameterList(nn.Parameter(torch.zeros(o, **kw)) for _, o in pairs)
+            self.p = nn.ParameterList(nn.Parameter(torch.randn(min(rank, i, o), o, generator=generator)
+                                                   .to(**kw) / o ** 0.5) for i, o in pairs)
+            self.q = nn.ParameterList(nn.Parameter(torch.randn(i, min(rank, i, o), generator=generator)
+                                                   .to(**kw) / rank ** 0.5) for i, o in pairs)
+            self.bn = nn.ModuleList(nn.BatchNorm1d(o, **kw) for _, o in pairs[:-1])
+
+        def forward(self, x):
+            h = x.flatten(1)
+            for i in range(len(self.w)):
+                h = LowRankLinear.apply(h, self.w[i], self.b[i], self.p[i], self.q[i])
+                if i < len(self.bn):
+                    h = torch.relu(self.bn[i](h))
+            return h
+
+    return PlainMLP()
+
+
+# ----------------------------------------------------------------------------------------------
+# Timing
+# ----------------------------------------------------------------------------------------------
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def make_step(model, x, y, lr: float = 1e-3, momentum: float = 0.0) -> Callable[[], None]:
+    """One training step: zero_grad, forward, cross-entropy, backward, SGD step (plain by default)."""
+    import torch
+
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
+#: Clocks a benchmark can read: wall time, or the CPU time of this process (all its threads),
+#: which a busy shared machine disturbs far less (on CPU only; a GPU step needs wall time).
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_interleaved(steps: dict[str, Callable[[], None]], rounds: int, warmup: int,
+                     device: str = "cpu", clock: str = "wall") -> dict[str, list[float]]:
+    """Seconds per step of each variant, one step of every variant per round (order rotated)."""
+    if clock not in CLOCKS:
+        raise ValueError(f"unknown clock {clock!r}; valid options: {', '.join(CLOCKS)}")
+    if clock == "cpu" and device.startswith("cuda"):
+        raise ValueError("clock 'cpu' measures host CPU time; time a cuda device with clock 'wall'")
+    now = CLOCKS[clock]
+    names = list(steps)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(warmup + rounds):
+        order = names[i % len(names):] + names[:i % len(names)]
+        for name in order:
+            _sync(device)
+            t0 = now()
+            steps[name]()
+            _sync(device)
+            if i >= warmup:
+                times[name].append(now() - t0)
+    return times
+
+
+def summarize_times(times: dict[str, list[float]], baseline: str) -> dict[str, dict[str, float]]:
+    """Median step time per variant and its ratio to ``baseline`` (ratio of medians, and the median
+    of per-round ratios, which cancels load drifts common to a round)."""
+    base = times[baseline]
+    out = {}
+    for name, t in times.items():
+        out[name] = {"median_s": statistics.median(t), "times_s": t,
+                     "ratio_of_medians": statistics.median(t) / statistics.median(base),
+                     "ratio": statistics.median(a / b for a, b in zip(t, base))}
+    return out
+
+
+#: Operators (name prefixes) whose self time counts as matrix products in the profile breakdown.
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mkldnn_convolution",
+              "aten::convolution_backward", "aten::_scaled_dot_product", "aten::_flash_attention",
+              "aten::_efficient_attention", "aten::cudnn_convolution", "aten::mkldnn_matmul")
+
+
+def profile_step(step: Callable[[], None], device: str = "cpu", repeats: int = 3) -> dict[str, Any]:
+    """Self time per step by operator (mean of ``repeats`` steps after the caller's warm-up), and
+    the share of matrix products (:data:`MATMUL_OPS`)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda")
+                                           else [])
+    with profile(activities=activities) as prof:
+        for _ in range(repeats):
+            step()
+        _sync(device)
+    rows = []
+    for e in prof.key_averages():
+        t = e.self_device_time_total if device.startswith("cuda") else e.self_cpu_time_total
+        rows.append((e.key, t / 1e6 / repeats))
+    rows.sort(key=lambda r: -r[1])
+    total = sum(t for _, t in rows)
+    matmul = sum(t for k, t in rows if k.startswith(MATMUL_OPS))
+    return {"total_s": total, "matmul_share": matmul / total if total else math.nan,
+            "top": [{"op": k, "self_s": t} for k, t in rows[:12]]}
+
+
+# ----------------------------------------------------------------------------------------------
+# The benchmark
+# ----------------------------------------------------------------------------------------------
+
+def bench_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
+    """bp and ldfa at every rank of ``cfg`` on one model: measured times, ratios, FLOPs, profile."""
+    import torch
+
+    from .backends.torch.convert import convert
+    from .models import make_model
+
+    kind, options, in_shape = BENCH_MODELS[name]
+    batch = cfg.batch if kind == "mlp" else cfg.conv_batch
+    gen = torch.Generator().manual_seed(cfg.seed)
+    x = torch.randn((batch, *in_shape), generator=gen).to(cfg.device)
+    y = torch.randint(0, 10, (batch,), generator=gen).to(cfg.device)
+    torch.manual_seed(cfg.seed)
+    base = make_model(kind, **options).to(cfg.device)
+    models = {"bp": base}
+    for r in cfg.ranks:
+        models[f"ldfa_r{r}"] = convert(base, rule="ldfa", rank=r, subspace=cfg.subspace,
+                                       clip_rank=True, seed=cfg.seed)
+    if cfg.plain_baseline and kind == "mlp":
+        widths = [options["in_features"], *options["hidden"], options["out_features"]]
+        for r in cfg.ranks:
+            models[f"plain_r{r}"] = _plain_mlp(widths, r, gen, cfg.device, torch.float32)
+    for m in models.values():
+        m.train()
+    # the hand-written MLP has no layer modules to hook: it runs the same products as ldfa_r
+    flops = {v: step_flops(layer_shapes(models[v.replace("plain", "ldfa")], x)) for v in models}
+    steps = {v: make_step(m, x, y) for v, m in models.items()}
+    times = time_interleaved(steps, cfg.rounds, cfg.warmup, cfg.device, cfg.clock)
+    measured = summarize_times(times, "bp")
+    out: dict[str, Any] = {"batch": batch, "variants": {}}
+    for v in models:
+        flop_ratio = flops[v]["total"] / flops["bp"]["total"]
+        out["variants"][v] = {**measured[v], "flops": flops[v], "flop_ratio": flop_ratio,
+                              "gap": measured[v]["ratio"] / flop_ratio - 1}
+    for r in cfg.ranks:
+        if f"plain_r{r}" in models:  # conversion machinery overhead against the bare Function
+            out["variants"][f"ldfa_r{r}"]["overhead_vs_plain"] = statistics.median(
+                a / b for a, b in zip(times[f"ldfa_r{r}"], times[f"plain_r{r}"])) - 1
+    if cfg.profile:
+        probe = f"ldfa_r{10 if 10 in cfg.ranks else cfg.ranks[0]}"
+        out["profile"] = {v: profile_step(steps[v], cfg.device) for v in ("bp", probe)}
+        # the FLOP ratio applied to bp's matrix-product time only, the rest of its step unchanged
+        share = out["profile"]["bp"]["matmul_share"]
+        for v, d in out["variants"].items():
+            d["profile_prediction"] = 1 - share * (1 - d["flop_ratio"])
+    return out
+
+
+def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Benchmark every model of ``cfg``; returns a JSON-able dict (no files written)."""
+    import torch
+
+    unknown = [m for m in cfg.models if m not in BENCH_MODELS]
+    if unknown:
+        raise ValueError(f"unknown bench models {unknown}; valid options: {', '.join(BENCH_MODELS)}")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch.cuda.is_available() is False; use "
+                         "--device=cpu")
+    bad = [r for r in cfg.ranks if isinstance(r, bool) or not isinstance(r, int) or r < 1]
+    if bad or not cfg.ranks:
+        raise ValueError(f"ranks must be positive ints; got {list(cfg.ranks)}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device_name = (torch.cuda.get_device_name(cfg.device) if cfg.device.startswith("cuda")
+                   else f"cpu ({torch.get_num_threads()} threads)")
+    results: dict[str, Any] = {"device": device_name, "models": {}}
+    for name in cfg.models:
+        if progress:
+            progress(f"bench {name} on {device_name}")
+        results["models"][name] = bench_model(name, cfg)
+    return results
+
+
+def plot(results: dict[str, Any], cfg: BenchConfig, path: str | Path | None = None) -> Path:
+    """Measured ldfa/bp step-time ratio and analytic FLOP ratio against r, one panel per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .plotting import save
+
+    names = list(results["models"])
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        variants = results["models"][name]["variants"]
+        ranks = [r for r in cfg.ranks if f"ldfa_r{r}" in variants]
+        flop = [variants[f"ldfa_r{r}"]["flop_ratio"] for r in ranks]
+        ax.fill_between(ranks, [0.95 * f for f in flop], [1.05 * f for f in flop], color="C0",
+                        alpha=0.15, label="FLOP ratio +- 5%")
+        ax.plot(ranks, flop, "C0--", label="analytic FLOP ratio")
+        if "profile_prediction" in variants[f"ldfa_r{ranks[0]}"]:
+            ax.plot(ranks, [variants[f"ldfa_r{r}"]["profile_prediction"] for r in ranks], "C7:",
+                    label="FLOP ratio on bp's matmul time")
+        ax.plot(ranks, [variants[f"ldfa_r{r}"]["ratio"] for r in ranks], "C1o-",
+                label="measured time ratio")
+        if f"plain_r{ranks[0]}" in variants:
+            ax.plot(ranks, [variants[f"plain_r{r}"]["ratio"] for r in ranks], "C2x:",
+                    label="hand-written LDFA MLP")
+        ax.axhline(1.0, color="0.6", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xticks(ranks, [str(r) for r in ranks])
+        ax.set_title(f"{name} (batch {results['models'][name]['batch']})", fontsize=9)
+        ax.set_xlabel("feedback rank r")
+    axes[0][0].set_ylabel("ldfa / bp per training step")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"LDFA vs backprop step cost on {results['device']}", fontsize=10)
+    return save(fig, path or Path(cfg.out) / "bench.png")
+
+
+def format_table(results: dict[str, Any], cfg: BenchConfig) -> str:
+    """One line per model and rank: measured ratio, FLOP ratio, their gap, machinery overhead."""
+    lines = [f"{'model':<8} {'variant':<10} {'ms/step':>9} {'ratio':>7} {'flop':>7} {'gap':>7} "
+             f"{'mm-pred':>8} {'vs plain':>9}"]
+    for name, res in results["models"].items():
+        for v, d in res["variants"].items():
+            plain = d.get("overhead_vs_plain")
+            pred = d.get("profile_prediction")
+            lines.append(f"{name:<8} {v:<10} {1e3 * d['median_s']:9.1f} {d['ratio']:7.3f} "
+                         f"{d['flop_ratio']:7.3f} {d['gap']:+7.1%} "
+                         f"{'' if pred is None else format(pred, '8.3f'):>8} "
+                         f"{'' if plain is None else format(plain, '+9.1%'):>9}")
+    lines.append("ratio: median per-round ldfa/bp step time; flop: analytic matmul-FLOP ratio; gap: "
+                 "ratio/flop - 1; mm-pred: flop ratio applied to bp's profiled matmul time only; "
+                 "vs plain: time over a hand-written LDFA MLP")
+    return "\n".join(lines)
+
+
+def main(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
+    """Run, write ``results.json`` + ``config.json`` + ``bench.png`` under ``cfg.out``, print a table."""
+    import sys
+
+    from .experiment import save_run
+
+    results = run(cfg, None if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True)))
+    save_run(cfg.out, asdict(cfg), results, seed=cfg.seed)
+    figure = plot(results, cfg)
+    if not quiet:
+        print(format_table(results, cfg))
+        print(f"results: {Path(cfg.out) / 'results.json'}; figure: {figure}")
+    return results
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line (``bioplastic bench``)
+# ----------------------------------------------------------------------------------------------
+
+def configure_parser(parser) -> None:
+    """Arguments of ``bioplastic bench``: ``--quick`` and one ``--field VALUE`` per BenchConfig field."""
+    import dataclasses
+
+    parser.add_argument("--quick", action="store_true",
+                        help="small run: mlp512 only, ranks 1 and 10, 3 rounds, no profile")
+    for f in dataclasses.fields(BenchConfig):
+        default = f.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        parser.add_argument(f"--{f.name}", default=None, metavar="VALUE",
+                            help=f"default {shown}")
+
+
+#: ``--quick`` settings.
+QUICK = dict(models=("mlp512",), ranks=(1, 10), rounds=3, warmup=1, profile=False)
+
+
+def run_cli(args) -> int:
+    """Entry of ``bioplastic bench`` (parsed by :func:`configure_parser`); returns the exit status."""
+    import dataclasses
+    import sys
+
+    from .config import override
+
+    cfg = dataclasses.replace(BenchConfig(), **QUICK) if args.quick else BenchConfig()
+    given = [f"--{f.name}={getattr(args, f.name)}" for f in dataclasses.fields(BenchConfig)
+             if getattr(args, f.name, None) is not None]
+    try:
+        main(override(cfg, given))
+    except ValueError as err:
+        print(f"bioplastic bench: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+__all__ = ["BENCH_MODELS", "BenchConfig", "CLOCKS", "LayerShape", "MATMUL_OPS", "QUICK", "bench_model",
+           "configure_parser", "format_table", "layer_flops", "layer_shapes", "main", "make_step", "plot",
+           "profile_step", "run", "run_cli", "step_flops", "summarize_times", "time_interleaved"]
