@@ -17,3 +17,15 @@ def _seed():
     if "torch" in sys.modules:
         sys.modules["torch"].manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: two OpenMP threads on a busy 2-core machine mostly spin (a 0.2 ms convolution
+    took ~50 ms), so modules of small-model tests opt into one thread."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

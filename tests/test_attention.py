@@ -22,13 +22,7 @@ from bioplastic.torch import convert
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: two OpenMP threads on a busy 2-core machine only spin
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_vit(attention="fused", dim=16, depth=2, seed=0):

@@ -18,14 +18,7 @@ from bioplastic.rules.ldfa import local_gradients, normative_gradients, oja_grad
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # these convolutions are tiny: with 2 OpenMP threads on a busy 2-core machine each call spins
-    # for ~50 ms instead of taking ~0.2 ms
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 #: (kernel, stride, padding, dilation, groups, padding_mode)
 GEOMETRIES = [

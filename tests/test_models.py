@@ -10,13 +10,7 @@ from bioplastic.models import MLP, VGG, VGG_PLAN, FusedQKV, RetinaVVS, ViT, make
 from bioplastic.torch import convert
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # small models: two OpenMP threads on a busy 2-core machine mostly spin
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def blobs(n=96, classes=4, side=16, channels=3, seed=0):

@@ -67,13 +67,17 @@ class AbstractRunner(abc.ABC):
         # a private copy: editing the caller's circuit after build must not change this runner
         self.circuit = Circuit.from_dict(circuit.validate().to_dict())
 
-    @abc.abstractmethod
+    #: Runners that keep their weights as a dict of float64 arrays store it here; others override
+    #: :meth:`get_weights` and :meth:`set_weights`.
+    weights: dict[str, np.ndarray]
+
     def get_weights(self) -> dict[str, np.ndarray]:
         """Copies of every weight, keyed as :meth:`Circuit.weight_keys`, float64 (post, pre)."""
+        return {k: v.copy() for k, v in self.weights.items()}
 
-    @abc.abstractmethod
     def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
         """Overwrite some or all weights; keys and shapes are checked."""
+        self.weights.update(check_weights(self.circuit, weights))
 
     @abc.abstractmethod
     def train_step(self, x, y) -> float:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ...init import initial_weights
-from .._base import AbstractRunner, check_batch, check_weights
+from .._base import AbstractRunner, check_batch
 from . import _network
 
 #: Simulation devices: Brian2's runtime mode (code objects called from Python) or C++ standalone
@@ -390,12 +390,6 @@ class Brian2Runner(AbstractRunner):
         self._last_copies: int | None = None
 
     # ------------------------------------------------------------------- contract
-    def get_weights(self):
-        return {k: v.copy() for k, v in self.weights.items()}
-
-    def set_weights(self, weights):
-        self.weights.update(check_weights(self.circuit, weights))
-
     def train_step(self, x, y):
         x, y = check_batch(self.circuit, x, y)
         return float(self.train_epoch(x, y, batch_size=len(x))[0])

@@ -6,7 +6,7 @@ import numpy as np
 
 from ...init import initial_weights
 from ...rules import forward, get_rule, train_step
-from .._base import AbstractRunner, check_batch, check_weights
+from .._base import AbstractRunner, check_batch
 
 
 class ReferenceRunner(AbstractRunner):
@@ -27,12 +27,6 @@ class ReferenceRunner(AbstractRunner):
         self.weights = initial_weights(circuit)
         if weights is not None:
             self.set_weights(weights)
-
-    def get_weights(self):
-        return {k: v.copy() for k, v in self.weights.items()}
-
-    def set_weights(self, weights):
-        self.weights.update(check_weights(self.circuit, weights))
 
     def train_step(self, x, y):
         x, y = check_batch(self.circuit, x, y)
