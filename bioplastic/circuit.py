@@ -160,7 +160,7 @@ class Circuit:
 
     # ----------------------------------------------------------------- construction
     @classmethod
-    def from_records(cls, populations, projections, **attrs) -> "Circuit":
+    def from_records(cls, populations, projections, **attrs) -> Circuit:
         """Assemble a circuit from :class:`Population` and :class:`Projection` records."""
         g = nx.DiGraph(**attrs)
         for pop in populations:
@@ -274,7 +274,7 @@ class Circuit:
         return keys
 
     # ----------------------------------------------------------------- validation
-    def validate(self) -> "Circuit":
+    def validate(self) -> Circuit:
         """Check the circuit is consistent; raise :class:`CircuitError` naming what is wrong.
 
         Returns the circuit so calls can be chained.
@@ -430,7 +430,7 @@ class Circuit:
         return copy.deepcopy(nx.node_link_data(self.graph, edges="edges"))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Circuit":
+    def from_dict(cls, data: dict[str, Any]) -> Circuit:
         """Inverse of :meth:`to_dict`; the result is validated."""
         return cls(nx.node_link_graph(copy.deepcopy(data), directed=True, edges="edges")).validate()
 
@@ -442,7 +442,7 @@ class Circuit:
         return text
 
     @classmethod
-    def from_json(cls, text_or_path: str | Path) -> "Circuit":
+    def from_json(cls, text_or_path: str | Path) -> Circuit:
         """Read a circuit from a JSON string or a file path."""
         text = str(text_or_path)
         if not text.lstrip().startswith("{"):

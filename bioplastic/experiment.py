@@ -440,7 +440,7 @@ class DemoConfig:
         return self.backend == "reference" or str(self.device or "cpu").startswith("cpu")
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "DemoConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> DemoConfig:
         """Inverse of ``to_jsonable(config)``; unknown keys raise naming the valid ones."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names

@@ -15,10 +15,10 @@ from .backends.torch import SUBSPACE_GRADS as SUBSPACE_GRADS
 from .backends.torch import FeedbackLinear as FeedbackLinear
 from .backends.torch import FeedbackSpec as FeedbackSpec
 from .backends.torch import convert as convert
+from .backends.torch import subspace_grads as subspace_grads
 from .backends.torch.attention import FeedbackMultiheadAttention as FeedbackMultiheadAttention
 from .backends.torch.attention import convert_transformer as convert_transformer
 from .backends.torch.conv import FeedbackConv2d as FeedbackConv2d
-from .backends.torch import subspace_grads as subspace_grads
 
 __all__ = ["CONVERTERS", "FeedbackConv2d", "FeedbackLinear", "FeedbackMultiheadAttention",
            "FeedbackSpec", "LAYER_RULES", "SUBSPACE_GRADS", "convert", "convert_transformer",

@@ -23,7 +23,14 @@ import operator
 from collections.abc import Sequence
 
 from bioplastic.circuit import (
-    ACTIVATIONS, NEURONS, RULES, SUBSPACES, Circuit, CircuitError, Population, Projection,
+    ACTIVATIONS,
+    NEURONS,
+    RULES,
+    SUBSPACES,
+    Circuit,
+    CircuitError,
+    Population,
+    Projection,
 )
 
 #: Initialisation (P, Q) of the LDFA factors for each subspace rule: learnt subspaces start from the

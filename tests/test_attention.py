@@ -13,7 +13,9 @@ from helpers import assert_close
 from torch import nn
 
 from bioplastic.backends.torch.attention import (
-    FeedbackMultiheadAttention, block_index, convert_transformer,
+    FeedbackMultiheadAttention,
+    block_index,
+    convert_transformer,
 )
 from bioplastic.backends.torch.layers import FeedbackLinear, FeedbackSpec
 from bioplastic.models import ViT

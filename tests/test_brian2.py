@@ -12,10 +12,10 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import bioplastic
 import circuits
-from helpers import assert_close
 
 pytest.importorskip("brian2")
 pytestmark = pytest.mark.brian2

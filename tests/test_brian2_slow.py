@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import bioplastic
 import circuits
-from helpers import assert_close
 
 pytest.importorskip("brian2")
 pytestmark = [pytest.mark.slow, pytest.mark.brian2]

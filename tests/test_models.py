@@ -9,7 +9,6 @@ from bioplastic.backends.torch.layers import FeedbackLinear
 from bioplastic.models import MLP, VGG, VGG_PLAN, FusedQKV, RetinaVVS, ViT, make_model
 from bioplastic.torch import convert
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -103,17 +103,41 @@ from __future__ import annotations
 
 from ._runner import (
     DEVICES as DEVICES,
+)
+from ._runner import (
     RECORD_SETS as RECORD_SETS,
+)
+from ._runner import (
     SUPPORTED_NEURONS as SUPPORTED_NEURONS,
+)
+from ._runner import (
     SUPPORTED_RULES as SUPPORTED_RULES,
+)
+from ._runner import (
     TARGETS as TARGETS,
+)
+from ._runner import (
     Brian2Runner as Brian2Runner,
+)
+from ._runner import (
     Options as Options,
+)
+from ._runner import (
     UnsupportedCircuitError as UnsupportedCircuitError,
+)
+from ._runner import (
     build as build,
+)
+from ._runner import (
     chain_depth as chain_depth,
+)
+from ._runner import (
     check_supported as check_supported,
+)
+from ._runner import (
     default_steps as default_steps,
+)
+from ._runner import (
     make_schedule as make_schedule,
 )
 

@@ -68,7 +68,7 @@ class FeedbackSpec:
         if self.rule != "ldfa" and self.rank is not None:
             raise ValueError(f"rank is an ldfa setting; rule {self.rule!r} has no rank")
 
-    def for_layer(self, n_in: int, n_out: int, where: str) -> "FeedbackSpec":
+    def for_layer(self, n_in: int, n_out: int, where: str) -> FeedbackSpec:
         """This spec with the rank checked (or clipped) for a layer ``n_in -> n_out``.
 
         Raises ValueError naming ``where`` (e.g. ``"layer 'encoder.fc1'"``) and the valid range.
@@ -140,7 +140,7 @@ class FeedbackLinear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear, rule: str = "ldfa", rank: int | None = None,
                     subspace: str = "local", generator: torch.Generator | None = None
-                    ) -> "FeedbackLinear":
+                    ) -> FeedbackLinear:
         """A FeedbackLinear that uses ``linear``'s own weight and bias Parameters (shared, not copied).
 
         Feedback is drawn from ``generator`` by :meth:`reset_feedback`, on ``linear``'s device and dtype.
@@ -182,7 +182,7 @@ class FeedbackLinear(nn.Module):
                 self.bias.copy_((2 * b - 1) * bound)
         self.reset_feedback(generator)
 
-    def reset_feedback(self, generator: torch.Generator | None = None) -> "FeedbackLinear":
+    def reset_feedback(self, generator: torch.Generator | None = None) -> FeedbackLinear:
         """Draw the feedback from the current weight, as :mod:`bioplastic.init` does for circuits.
 
         fa, kp: B ~ N(0, 1/out). ldfa ``fixed`` and ``oja``: P random orthonormal rows,
@@ -203,7 +203,7 @@ class FeedbackLinear(nn.Module):
         return self
 
     @torch.no_grad()
-    def refactorise(self) -> "FeedbackLinear":
+    def refactorise(self) -> FeedbackLinear:
         """Reset P, Q to the truncated SVD of W^T (QP = best rank-r approximation); ldfa only.
 
         The normative rule's fixed point; the authors re-run it twice per epoch. Returns self.
