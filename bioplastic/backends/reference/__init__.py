@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from ...init import initial_weights
 from ...rules import forward, get_rule, train_step
 from .._base import AbstractRunner, check_batch
