@@ -14,21 +14,14 @@ Run: ``bioplastic analysis bench_compute [--models=mlp2048 --rounds=30 ...]`` (o
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict
 
+from bioplastic import bench
 from bioplastic import config as config_mod
-from bioplastic import experiment
 from bioplastic.bench import BenchConfig as Config
-from bioplastic.bench import format_table, plot, run
 
 
 def main(argv=None) -> dict:
-    cfg = config_mod.override(Config(), argv)
-    results = run(cfg, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
-    experiment.save_run(cfg.out, asdict(cfg), results, seed=cfg.seed)
-    print(format_table(results, cfg))
-    print(f"figure: {plot(results, cfg)}")
-    return results
+    return bench.main(config_mod.override(Config(), argv))
 
 
 if __name__ == "__main__":

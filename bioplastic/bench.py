@@ -402,6 +402,14 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict
     bad = [r for r in cfg.ranks if isinstance(r, bool) or not isinstance(r, int) or r < 1]
     if bad or not cfg.ranks:
         raise ValueError(f"ranks must be positive ints; got {list(cfg.ranks)}")
+    for key, low in (("batch", 1), ("conv_batch", 1), ("rounds", 1), ("warmup", 0), ("threads", 0)):
+        value = getattr(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{key} must be an int >= {low}; got {value!r}")
+    if cfg.clock not in CLOCKS:
+        raise ValueError(f"unknown clock {cfg.clock!r}; valid options: {', '.join(CLOCKS)}")
+    if not (cfg.device == "cpu" or cfg.device.startswith("cuda")):
+        raise ValueError(f"unknown device {cfg.device!r}; valid options: cpu, cuda, cuda:N")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device_name = (torch.cuda.get_device_name(cfg.device) if cfg.device.startswith("cuda")

@@ -328,3 +328,15 @@ def test_autocast_backward_runs_in_the_reduced_dtype(subspace):
         assert g.dtype == torch.float32
         scale = grads["float32"][name].abs().max().item()
         assert_close(g, grads["float32"][name], rtol=0, atol=0.05 * scale, what=f"bf16 {name}")
+
+
+def test_unbatched_input_and_two_forwards_per_step_with_refactorisation():
+    conv = make_conv(3, 1, 1, 1, 1, c_in=4, c_out=6)
+    layer = feedback_conv2d(conv, "ldfa", rank=2, subspace="normative", refactor_every=1)
+    x1, x2 = torch.randn(2, 4, 5, 5, dtype=DT), torch.randn(2, 4, 5, 5, dtype=DT)
+    for _ in range(3):  # the second forward's graph must survive the first: no refactor mid-step
+        (layer(x1).sum() + layer(x2).pow(2).sum()).backward()
+    single = torch.randn(4, 5, 5, dtype=DT)
+    assert_close(layer(single).detach(), layer(single[None])[0].detach(), rtol=0, atol=0,
+                 what="unbatched input")
+    layer(single.requires_grad_()).sum().backward()

@@ -79,6 +79,8 @@ def test_layer_gradients_match_numpy(rule, subspace):
     elif rule == "ldfa":
         n = xr.shape[0]
         want_p, want_q = ldfa_rules.SUBSPACE_RULES[subspace](np_(layer.P), np_(layer.Q), W, xr, n * gr)
+        if subspace == "oja":  # C: mean over rows of the per-sample error, delta = batch (2) * g
+            want_p, _ = ldfa_rules.oja_gradients(np_(layer.P), np_(layer.Q), W, xr, 2 * gr)
         close(np_(layer.P.grad), want_p)
         close(np_(layer.Q.grad), want_q)
 
@@ -403,3 +405,31 @@ def test_converted_model_on_cuda_matches_cpu():
     for (name, a), (_, b) in zip(cpu.named_parameters(), gpu.named_parameters()):
         if a.grad is not None:
             close(np_(b.grad), np_(a.grad), rtol=1e-10)
+
+
+def test_oja_covariance_on_token_inputs_is_a_mean_over_samples_and_positions():
+    """(batch, tokens, in) input: C must be the mean of delta delta^T over all rows, delta = batch * g."""
+    from bioplastic.rules.ldfa import oja_gradients
+
+    torch.manual_seed(0)
+    B, T, n_in, n_out, r = 4, 9, 6, 5, 2
+    layer = convert(torch.nn.Sequential(torch.nn.Linear(n_in, n_out)), rule="ldfa", rank=r,
+                    subspace="oja")[0].double()
+    x = torch.randn(B, T, n_in, dtype=torch.float64)
+    y = layer(x)
+    target = torch.randn_like(y)
+    (0.5 * ((y - target) ** 2).sum((1, 2)).mean()).backward()  # mean over the batch only
+    g = (y - target).detach() / B
+    P, Q, W = (t.detach().numpy() for t in (layer.P, layer.Q, layer.weight))
+    delta_rows = (B * g).reshape(-1, n_out).numpy()
+    expected_p, _ = oja_gradients(P, Q, W, x.reshape(-1, n_in).numpy(), delta_rows)
+    np.testing.assert_allclose(layer.P.grad.numpy(), expected_p, rtol=1e-10, atol=1e-12)
+
+
+def test_parametrized_and_already_converted_models_are_refused():
+    m = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.utils.parametrizations.weight_norm(nn.Linear(3, 2)))
+    with pytest.raises(TypeError, match=r"2 \(ParametrizedLinear with a parametrized weight\)"):
+        convert(m, rule="fa")
+    done = convert(nn.Sequential(nn.Linear(4, 3)), rule="fa")
+    with pytest.raises(ValueError, match="already converted"):
+        convert(done, rule="fa")

@@ -41,7 +41,7 @@ kernel :math:`W_f` (C_out/G, C_in/G k_h k_w), :math:`Q_f` = Q flattened to (r/G,
     none (P and Q do not require grad).
 ``normative``
     descend :math:`\tfrac12\lVert E\rVert^2`: ``grad_Q_f = -P_f E``, ``grad_P_f = -Q_f E^T``;
-    :meth:`FeedbackConv2d.refactorise` (optionally every ``refactor_every`` training forwards) resets
+    :meth:`FeedbackConv2d.refactorise` (optionally every ``refactor_every`` training steps) resets
     Q, P to the truncated SVD of W, the rule's fixed point.
 ``local``
     the gradients of the factorised surrogate under the same error:
@@ -70,6 +70,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from . import functional as fn
 from .layers import LAYER_RULES, FeedbackSpec
@@ -230,9 +231,11 @@ class FeedbackConv2dFunction(torch.autograd.Function):
         return F.conv2d(x, weight, bias, geo.stride, geo.padding, geo.dilation, geo.groups)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, g):
         x, weight, P, Q, B = ctx.saved_tensors
         layer = ctx.layer
+        layer._backward_calls += 1
         geo = layer.geometry
         need_x, need_w, need_b, need_p, need_q, need_fb = ctx.needs_input_grad[:6]
         # no-ops unless autocast ran the forward in a reduced dtype (g's): the backward maps then
@@ -312,8 +315,9 @@ class FeedbackConv2d(nn.Conv2d):
     rank : int or None
         Total bottleneck channels r (ldfa only), a multiple of ``groups``.
     refactor_every : int or None
-        ldfa-normative: reset (P, Q) to the truncated SVD of W before every ``refactor_every``-th
-        training forward (the authors do this twice an epoch). Settable after conversion.
+        ldfa-normative: reset (P, Q) to the truncated SVD of W at the first training forward after
+        every ``refactor_every`` backward passes (the authors do this twice an epoch); several
+        forwards within one step see the same P, Q. Settable after conversion.
     """
 
     rule: str
@@ -342,7 +346,8 @@ class FeedbackConv2d(nn.Conv2d):
         if spec.rule == "ldfa":
             layer.rank = layer._check_rank(spec.rank, clip_rank, where or f"Conv2d {layer.extra_repr()}")
         layer.refactor_every = None
-        layer._training_calls = 0
+        layer._backward_calls = 0  # training steps seen: refactorisation counts these, not forwards
+        layer._refactored_at = 0
         layer._set_geometry()
         layer._init_feedback(generator)
         if refactor_every is not None:
@@ -445,7 +450,9 @@ class FeedbackConv2d(nn.Conv2d):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, C_in, H, W) -> (N, C_out, H_out, W_out); the forward is the layer's own conv."""
+        """x: (N, C_in, H, W) or unbatched (C_in, H, W) -> (N, C_out, H_out, W_out) (or unbatched)."""
+        if x.dim() == 3:
+            return self.forward(x.unsqueeze(0)).squeeze(0)
         if self.padding_mode != "zeros":
             x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
         elif self._extra_pad is not None:
@@ -454,10 +461,11 @@ class FeedbackConv2d(nn.Conv2d):
         if self.rule == "bp" or not torch.is_grad_enabled():
             return F.conv2d(x, self.weight, self.bias, geo.stride, geo.padding, geo.dilation,
                             geo.groups)
-        if self.refactor_every is not None and self.training:
-            if self._training_calls and self._training_calls % self.refactor_every == 0:
-                self.refactorise()
-            self._training_calls += 1
+        if (self.refactor_every is not None and self.training
+                and self._backward_calls - self._refactored_at >= self.refactor_every):
+            # only between steps: a forward whose graph is still waiting for its backward keeps P, Q
+            self.refactorise()
+            self._refactored_at = self._backward_calls
         return FeedbackConv2dFunction.apply(
             x, self.weight, self.bias, getattr(self, "P", None), getattr(self, "Q", None),
             getattr(self, "B", None), self)

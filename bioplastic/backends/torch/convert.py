@@ -16,10 +16,11 @@ from collections.abc import Callable, Collection, Mapping
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from ...models import FusedQKV
-from .attention import convert_fused_qkv, convert_multihead_attention
-from .conv import convert_conv2d
+from .attention import FeedbackMultiheadAttention, convert_fused_qkv, convert_multihead_attention
+from .conv import FeedbackConv2d, convert_conv2d
 from .layers import FeedbackLinear, FeedbackSpec
 
 #: factory(module, spec, generator, name) -> replacement; ``spec`` still needs
@@ -55,6 +56,9 @@ def _convertible(model: nn.Module) -> dict[str, nn.Module]:
     return out
 
 
+#: The layer types convert produces.
+FEEDBACK_TYPES: tuple[type, ...] = (FeedbackLinear, FeedbackConv2d, FeedbackMultiheadAttention)
+
 #: Weight-carrying modules that need no feedback: their input is indices, never given a gradient.
 NO_FEEDBACK_NEEDED: tuple[type, ...] = (nn.Embedding, nn.EmbeddingBag)
 
@@ -71,7 +75,11 @@ def unsupported_layers(model: nn.Module) -> dict[str, str]:
     owners = list(_convertible(model))
     out = {}
     for name, m in model.named_modules():
-        if type(m) in CONVERTERS or isinstance(m, NO_FEEDBACK_NEEDED):
+        if isinstance(m, nn.Module) and parametrize.is_parametrized(m, "weight"):
+            # weight_norm / spectral_norm make a generated subclass whose weight is computed
+            out[name] = f"{type(m).__name__} with a parametrized weight"
+            continue
+        if type(m) in CONVERTERS or isinstance(m, NO_FEEDBACK_NEEDED + FEEDBACK_TYPES):
             continue
         if any(name.startswith(f"{o}.") or o == "" for o in owners):
             continue
@@ -132,6 +140,10 @@ def convert(model: nn.Module, rule: str = "ldfa", rank: int | Mapping[str, int] 
     exclude = [exclude] if isinstance(exclude, str) else list(exclude)
     if unsupported not in ("error", "bp"):
         raise ValueError(f"unsupported must be 'error' or 'bp'; got {unsupported!r}")
+    done = [n or "<model>" for n, m in model.named_modules() if isinstance(m, FEEDBACK_TYPES)]
+    if done:
+        raise ValueError(f"this model is already converted (feedback layers: {', '.join(done[:5])}"
+                         f"{', ...' if len(done) > 5 else ''}); convert the original model instead")
     others = unsupported_layers(model) if unsupported == "error" else {}
     if others:
         listing = ", ".join(f"{n or '<model>'} ({t})" for n, t in others.items())

@@ -106,13 +106,18 @@ def normative_grads(P, Q, W, x_rows, g_rows, z_rows=None):
     return (Q.T @ Q) @ P - (W @ Q).T, Q @ (P @ P.T) - (P @ W).T
 
 
-def oja_grads(P, Q, W, x_rows, g_rows, z_rows=None):
-    """Oja's subspace rule for P on C = N g^T g, the local rule for Q (module docstring).
+def oja_grads(P, Q, W, x_rows, g_rows, z_rows=None, n_samples=None):
+    """Oja's subspace rule for P on the error covariance C, the local rule for Q (module docstring).
 
-    P C is computed as N (g P^T)^T g, so the (out, out) covariance is never formed.
+    The loss is a mean over ``n_samples`` samples (default: one per row), so each row's error is
+    delta = n_samples * g; C is the mean of delta delta^T over the rows (samples x positions, e.g.
+    tokens): C = n_samples^2 / N g^T g, which is N g^T g for plain (batch, features) inputs. P C is
+    computed as (g P^T)^T g, so the (out, out) covariance is never formed.
     """
     z_rows = compress(g_rows, P) if z_rows is None else z_rows
-    pc = g_rows.shape[0] * (z_rows.T @ g_rows)  # (r, out)
+    n_rows = g_rows.shape[0]
+    n_samples = n_rows if n_samples is None else n_samples
+    pc = (n_samples ** 2 / n_rows) * (z_rows.T @ g_rows)  # (r, out)
     grad_p = -(pc - (pc @ P.T) @ P)
     return grad_p, x_rows.T @ z_rows
 
@@ -127,7 +132,8 @@ SUBSPACE_GRADS: dict[str, SubspaceGradients] = {
 
 
 def subspace_grads(subspace: str, P: Tensor, Q: Tensor, W_flat: Tensor, x_rows: Tensor,
-                   g_rows: Tensor, z_rows: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
+                   g_rows: Tensor, z_rows: Tensor | None = None, n_samples: int | None = None
+                   ) -> tuple[Tensor | None, Tensor | None]:
     """Gradients (negative updates) of the LDFA factors under a subspace rule.
 
     Parameters
@@ -147,6 +153,9 @@ def subspace_grads(subspace: str, P: Tensor, Q: Tensor, W_flat: Tensor, x_rows: 
         Output gradients dloss/dy of the same rows.
     z_rows : Tensor, shape (N, r), optional
         ``g_rows @ P.T`` if already computed.
+    n_samples : int, optional
+        Samples the loss averages over, when rows are samples x positions (tokens); read only by
+        ``oja``, whose covariance is a mean over rows of the per-sample error. Default: N.
 
     Returns
     -------
@@ -155,6 +164,8 @@ def subspace_grads(subspace: str, P: Tensor, Q: Tensor, W_flat: Tensor, x_rows: 
     """
     if subspace not in SUBSPACE_GRADS:
         raise ValueError(f"unknown subspace {subspace!r}; valid options: {', '.join(SUBSPACE_GRADS)}")
+    if subspace == "oja":
+        return oja_grads(P, Q, W_flat, x_rows, g_rows, z_rows, n_samples)
     return SUBSPACE_GRADS[subspace](P, Q, W_flat, x_rows, g_rows, z_rows)
 
 
@@ -248,8 +259,10 @@ class LowRankFeedbackFunction(torch.autograd.Function):
                     *x_rows.shape, g_rows.shape[1]):  # many rows (tokens, large batches)
                 grad_p, grad_q = local_grads_from_weight_grad(P, Q, grad_w.to(dt))
             else:
+                # (batch, tokens, in) inputs: the loss averages over the batch, not over tokens
                 grad_p, grad_q = subspace_grads(ctx.subspace, P, Q, weight.to(dt), x_rows.to(dt),
-                                                g_rows.to(dt), z_rows.to(dt))
+                                                g_rows.to(dt), z_rows.to(dt),
+                                                n_samples=x.shape[0] if x.dim() > 2 else None)
         return (grad_x, grad_w, grad_b, grad_p if need_p else None, grad_q if need_q else None,
                 None)
 
