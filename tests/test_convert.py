@@ -415,14 +415,14 @@ def test_oja_covariance_on_token_inputs_is_a_mean_over_samples_and_positions():
     B, T, n_in, n_out, r = 4, 9, 6, 5, 2
     layer = convert(torch.nn.Sequential(torch.nn.Linear(n_in, n_out)), rule="ldfa", rank=r,
                     subspace="oja")[0].double()
-    x = torch.randn(B, T, n_in, dtype=torch.float64)
+    x = torch.randn(B, T, n_in, dtype=torch.float64, requires_grad=True)
     y = layer(x)
     target = torch.randn_like(y)
     (0.5 * ((y - target) ** 2).sum((1, 2)).mean()).backward()  # mean over the batch only
     g = (y - target).detach() / B
     P, Q, W = (t.detach().numpy() for t in (layer.P, layer.Q, layer.weight))
     delta_rows = (B * g).reshape(-1, n_out).numpy()
-    expected_p, _ = oja_gradients(P, Q, W, x.reshape(-1, n_in).numpy(), delta_rows)
+    expected_p, _ = oja_gradients(P, Q, W, x.detach().reshape(-1, n_in).numpy(), delta_rows)
     np.testing.assert_allclose(layer.P.grad.numpy(), expected_p, rtol=1e-10, atol=1e-12)
 
 
@@ -433,3 +433,15 @@ def test_parametrized_and_already_converted_models_are_refused():
     done = convert(nn.Sequential(nn.Linear(4, 3)), rule="fa")
     with pytest.raises(ValueError, match="already converted"):
         convert(done, rule="fa")
+
+
+@pytest.mark.parametrize("subspace", ["normative", "local", "oja"])
+def test_feedback_into_data_gets_no_learning_signal(subspace):
+    """The first layer's input is data: its feedback reaches no neuron, so P and Q get zero grads
+    (not None, which DistributedDataParallel would reject) and nothing is computed for them."""
+    model = convert(mlp(), rule="ldfa", rank=2, subspace=subspace).double()
+    x = torch.randn(5, 6, dtype=F64)
+    model(x).pow(2).sum().backward()
+    first, second = model[0], model[2]
+    assert torch.count_nonzero(first.P.grad) == 0 and torch.count_nonzero(first.Q.grad) == 0
+    assert torch.count_nonzero(second.P.grad) > 0 and torch.count_nonzero(second.Q.grad) > 0

@@ -244,14 +244,17 @@ class FeedbackConv2dFunction(torch.autograd.Function):
         P_g, Q_g, B = (None if t is None else t.to(g.dtype) for t in (P, Q, B))
         ldfa = layer.rule == "ldfa"
         # the local and oja rules read W's gradient even when W itself is frozen
-        want_w = need_w or need_fb or (ldfa and layer.subspace in ("local", "oja") and need_q) or (
-            ldfa and layer.subspace == "local" and need_p)
+        want_w = need_w or need_fb or (ldfa and need_x and (
+            (layer.subspace in ("local", "oja") and need_q) or (layer.subspace == "local" and need_p)))
         bias_size = [weight.shape[0]] if ctx.has_bias else None
         _, grad_w, grad_b = _convolution_backward(
             g, x, weight_g, bias_size, geo.stride, geo.padding, geo.dilation, False, [0, 0],
             geo.groups, (False, want_w, need_b))
         grad_x = grad_p = grad_q = grad_fb = None
-        if ldfa:
+        if ldfa and not need_x:  # no error delivered, no learning signal (see FeedbackLinear)
+            grad_p = torch.zeros_like(P) if need_p else None
+            grad_q = torch.zeros_like(Q) if need_q else None
+        elif ldfa:
             oja = layer.subspace == "oja"
             z = bottleneck(g, P_g, geo.groups) if need_x or (oja and need_p) else None
             if need_x:

@@ -248,12 +248,18 @@ class LowRankFeedbackFunction(torch.autograd.Function):
         # all .to() are no-ops unless autocast ran the forward in a reduced dtype (that of g): the
         # backward maps then run in it, the subspace rule in the factors' own dtype
         x_rows, g_rows = rows(x).to(g.dtype), rows(g)
-        z_rows = compress(g_rows, P.to(g.dtype)) if need_x or need_p or need_q else None
+        z_rows = compress(g_rows, P.to(g.dtype)) if need_x else None
         grad_x = expand(z_rows, Q.to(g.dtype)).reshape(x.shape) if need_x else None
         grad_w = weight_grad(x_rows, g_rows) if need_w else None
         grad_b = g_rows.sum(0) if need_b else None
         grad_p = grad_q = None
-        if need_p or need_q:
+        if (need_p or need_q) and not need_x:
+            # the input takes no gradient (data): this feedback delivers its error to no neuron,
+            # as a circuit has no feedback into its input population, so it gets no learning
+            # signal; zeros, not None, keep DistributedDataParallel's bookkeeping intact
+            grad_p = torch.zeros_like(P) if need_p else None
+            grad_q = torch.zeros_like(Q) if need_q else None
+        elif need_p or need_q:
             dt = P.dtype
             if ctx.subspace == "local" and grad_w is not None and weight_grad_is_cheaper(
                     *x_rows.shape, g_rows.shape[1]):  # many rows (tokens, large batches)

@@ -114,6 +114,10 @@ class FeedbackLinear(nn.Module):
     Weights start as ``nn.Linear``'s (U(-1/sqrt(in), 1/sqrt(in))); feedback as
     :meth:`reset_feedback` says. It has ``nn.Linear``'s attributes but is deliberately not a
     subclass, so ``isinstance(m, nn.Linear)`` code (re-initialisers, converters) leaves it alone.
+
+    When the input takes no gradient (a first layer reading data), the feedback delivers its error
+    to no neuron, like a circuit, which has no feedback into its input population: ldfa's P and Q
+    then get zero gradients and none of their backward work is done.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, rule: str = "ldfa",
