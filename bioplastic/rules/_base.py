@@ -137,3 +137,18 @@ class AbstractRule(abc.ABC):
 def propagate(delta_above: Array, feedback: Array, a_below: Array, fprime) -> Array:
     """delta_{l-1} = f'(a_{l-1}) * (B_l delta_l), row-batched: ``f'(a) * (delta @ B^T)``."""
     return fprime(a_below) * (delta_above @ feedback.T)
+
+
+def layer_to_layer(a: list[Array], e: Array, fprime, feedback: Callable[[int, Array], Array]
+                   ) -> list[Array | None]:
+    """Errors sent down layer by layer: delta_L = e, delta_{l-1} = f'(a_{l-1}) * feedback(l, delta_l).
+
+    ``feedback(l, delta_l)`` returns the (batch, n_{l-1}) signal the feedback pathway of layer l
+    delivers (W_l^T delta_l for bp, B_l delta_l for fa, Q_l P_l delta_l for ldfa).
+    """
+    L = len(a) - 1
+    delta: list[Array | None] = [None] * (L + 1)
+    delta[L] = e
+    for l in range(L, 1, -1):
+        delta[l - 1] = fprime(a[l - 1]) * feedback(l, delta[l])
+    return delta

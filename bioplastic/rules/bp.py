@@ -10,7 +10,7 @@ every forward synapse, which is why :meth:`bioplastic.Circuit.constraints` flags
 
 from __future__ import annotations
 
-from ._base import AbstractRule, propagate
+from ._base import AbstractRule, layer_to_layer
 
 
 class Backprop(AbstractRule):
@@ -19,9 +19,4 @@ class Backprop(AbstractRule):
     name = "bp"
 
     def layer_errors(self, weights, a, e, fprime):
-        L = len(a) - 1
-        delta = [None] * (L + 1)
-        delta[L] = e
-        for l in range(L, 1, -1):
-            delta[l - 1] = propagate(delta[l], weights[f"W{l}"].T, a[l - 1], fprime)
-        return delta
+        return layer_to_layer(a, e, fprime, lambda l, delta: delta @ weights[f"W{l}"])

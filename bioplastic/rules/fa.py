@@ -19,7 +19,7 @@ Neither feedback matrix changes; the forward weights come to align with it (pape
 
 from __future__ import annotations
 
-from ._base import AbstractRule, propagate
+from ._base import AbstractRule, layer_to_layer, propagate
 
 
 class FeedbackAlignment(AbstractRule):
@@ -28,12 +28,7 @@ class FeedbackAlignment(AbstractRule):
     name = "fa"
 
     def layer_errors(self, weights, a, e, fprime):
-        L = len(a) - 1
-        delta = [None] * (L + 1)
-        delta[L] = e
-        for l in range(L, 1, -1):
-            delta[l - 1] = propagate(delta[l], weights[f"B{l}"], a[l - 1], fprime)
-        return delta
+        return layer_to_layer(a, e, fprime, lambda l, delta: delta @ weights[f"B{l}"].T)
 
 
 class DirectFeedbackAlignment(AbstractRule):

@@ -36,7 +36,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ._base import AbstractRule, Array, propagate
+from ._base import AbstractRule, Array, layer_to_layer
 
 SubspaceRule = Callable[[Array, Array, Array, Array, Array], tuple[Array, Array]]
 
@@ -114,13 +114,11 @@ class LowDimensionalFeedback(AbstractRule):
         self._gradients = subspace_rule(subspace)
 
     def layer_errors(self, weights, a, e, fprime):
-        L = len(a) - 1
-        delta = [None] * (L + 1)
-        delta[L] = e
-        for l in range(L, 1, -1):
-            z = delta[l] @ weights[f"P{l}"].T  # (batch, r): the only signal crossing the bottleneck
-            delta[l - 1] = propagate(z, weights[f"Q{l}"], a[l - 1], fprime)
-        return delta
+        def through_bottleneck(l, delta):
+            z = delta @ weights[f"P{l}"].T  # (batch, r): the only signal crossing the bottleneck
+            return z @ weights[f"Q{l}"].T
+
+        return layer_to_layer(a, e, fprime, through_bottleneck)
 
     def feedback_gradients(self, weights, h, delta, grads):
         if self.subspace == "fixed":
