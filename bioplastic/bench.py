@@ -17,6 +17,10 @@ approach 2/3. Attention products (q k^T, A v: backward twice forward) count in b
 activations and the optimiser count in neither, which is why measured ratios sit above the
 analytic ones where those are a visible share of the time.
 
+Next to it stands the counted cost model of :mod:`bioplastic.costmodel`: every operator one step
+actually executes (its products, whose FLOPs must equal the analytic count, and every other
+operator's bytes), priced on a roofline whose constants are measured in the same run.
+
 The measured ratio comes from one process: every variant (bp, ldfa at each r, and for the MLPs a
 hand-written LDFA MLP without the conversion machinery) takes one step per round, round after round,
 so that drifts in machine load hit all of them alike; the ratio is the median over rounds of the
@@ -33,6 +37,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from .costmodel import Machine, calibrate, count_ops, predict_seconds, summarize_ops
 
 #: Benchmarked models: name -> (bioplastic.models name, its keyword arguments, input shape
 #: without the batch). The MLPs are the paper's 4-layer MLP at two widths; all have 10 classes.
@@ -102,6 +108,8 @@ def layer_flops(s: LayerShape) -> dict[str, int]:
     * ``oja``: P C from z and g (rows r out / G) plus the r x r products; Q as ``local``;
     * ``normative``: products of W, P, Q only (about 2-3 r out fan_in / G);
     * ``fixed``: nothing beyond z and the input gradient.
+
+    A layer whose input is data (takes no gradient) has no bottleneck and no subspace work.
     """
     fwd = s.rows * s.fan_in * s.out
     if s.kind == "attention":  # q k^T and A v (fan_in = keys S, out = width E); both operands of
@@ -113,18 +121,19 @@ def layer_flops(s: LayerShape) -> dict[str, int]:
         return {k: 2 * v for k, v in mac.items()}
     from .backends.torch.functional import weight_grad_is_cheaper
 
+    if not s.input_grad:  # feedback into data reaches no neuron: no bottleneck, no plasticity
+        return {k: 2 * v for k, v in mac.items()}
     r, out_g, conv = s.rank, s.out // s.groups, s.kind == "conv"
     z = s.rows * r * out_g
     weight_contraction = r * s.out * s.fan_in // s.groups  # one of P_f dW_f, Q_f dW_f^T
-    if s.input_grad:
-        mac["input_grad"] = z + s.rows * r * s.fan_in
+    mac["input_grad"] = z + s.rows * r * s.fan_in
     if s.subspace == "local":
-        per_row = (0 if s.input_grad else z) + 2 * s.rows * r * s.fan_in + s.rows * r * s.out
+        per_row = 2 * s.rows * r * s.fan_in + s.rows * r * s.out
         mac["feedback"] = (2 * weight_contraction if conv or weight_grad_is_cheaper(
             s.rows, s.fan_in, s.out) else per_row)
     elif s.subspace == "oja":
         grad_q = weight_contraction if conv else s.rows * r * s.fan_in
-        mac["feedback"] = (0 if s.input_grad else z) + z + 2 * r * r * out_g + grad_q
+        mac["feedback"] = z + 2 * r * r * out_g + grad_q
     elif s.subspace == "normative":
         mac["feedback"] = (3 * weight_contraction if conv else
                            2 * s.out * s.fan_in * r + 2 * r * r * (s.fan_in + s.out))
@@ -216,9 +225,10 @@ def _plain_mlp(widths: Sequence[int], rank: int, generator, device, dtype):
         @staticmethod
         def backward(ctx, g):
             x, p, q = ctx.saved_tensors
+            if not ctx.needs_input_grad[0]:  # data input: no feedback, as in FeedbackLinear
+                return None, g.T @ x, g.sum(0), None, None
             z = g @ p.T
-            grad_x = z @ q.T if ctx.needs_input_grad[0] else None
-            return grad_x, g.T @ x, g.sum(0), (x @ q).T @ g, x.T @ z
+            return z @ q.T, g.T @ x, g.sum(0), (x @ q).T @ g, x.T @ z
 
     class PlainMLP(nn.Module):
         def __init__(self):
@@ -341,8 +351,9 @@ def profile_step(step: Callable[[], None], device: str = "cpu", repeats: int = 3
 # The benchmark
 # ----------------------------------------------------------------------------------------------
 
-def bench_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
-    """bp and ldfa at every rank of ``cfg`` on one model: measured times, ratios, FLOPs, profile."""
+def bench_model(name: str, cfg: BenchConfig, machine: Machine | None = None) -> dict[str, Any]:
+    """bp and ldfa at every rank of ``cfg`` on one model: measured times, ratios, FLOPs, profile,
+    and the counted cost model priced on ``machine`` (calibrated here when None)."""
     import torch
 
     from .backends.torch.convert import convert
@@ -367,6 +378,7 @@ def bench_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
         m.train()
     # the hand-written MLP has no layer modules to hook: it runs the same products as ldfa_r
     flops = {v: step_flops(layer_shapes(models[v.replace("plain", "ldfa")], x)) for v in models}
+    machine = machine or calibrate(cfg.device, clock=CLOCKS[cfg.clock])
     steps = {v: make_step(m, x, y) for v, m in models.items()}
     times = time_interleaved(steps, cfg.rounds, cfg.warmup, cfg.device, cfg.clock)
     measured = summarize_times(times, "bp")
@@ -375,6 +387,18 @@ def bench_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
         flop_ratio = flops[v]["total"] / flops["bp"]["total"]
         out["variants"][v] = {**measured[v], "flops": flops[v], "flop_ratio": flop_ratio,
                               "gap": measured[v]["ratio"] / flop_ratio - 1}
+    # the counted cost model: what each step executes, priced on this machine's roofline
+    counted = {v: count_ops(steps[v]) for v in models}
+    priced = {v: predict_seconds(counted[v], machine) for v in models}
+    for v, d in out["variants"].items():
+        d["counted"] = {"matmul_flops": sum(rec.flops for rec in counted[v]),
+                        "other_bytes": sum(rec.bytes for rec in counted[v] if not rec.flops),
+                        "ops": len(counted[v]), "predicted_s": priced[v]}
+        d["counted_flop_ratio"] = d["counted"]["matmul_flops"] / out["variants"]["bp"]["counted"][
+            "matmul_flops"] if v != "bp" else 1.0
+        d["cost_ratio"] = priced[v]["total"] / priced["bp"]["total"]
+        d["gap_cost"] = d["ratio"] / d["cost_ratio"] - 1
+    out["bp_ops"] = {k: row for k, row in list(summarize_ops(counted["bp"]).items())[:12]}
     for r in cfg.ranks:
         if f"plain_r{r}" in models:  # conversion machinery overhead against the bare Function
             out["variants"][f"ldfa_r{r}"]["overhead_vs_plain"] = statistics.median(
@@ -414,11 +438,12 @@ def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict
         torch.set_num_threads(cfg.threads)
     device_name = (torch.cuda.get_device_name(cfg.device) if cfg.device.startswith("cuda")
                    else f"cpu ({torch.get_num_threads()} threads)")
-    results: dict[str, Any] = {"device": device_name, "models": {}}
+    machine = calibrate(cfg.device, clock=CLOCKS[cfg.clock])
+    results: dict[str, Any] = {"device": device_name, "machine": asdict(machine), "models": {}}
     for name in cfg.models:
         if progress:
             progress(f"bench {name} on {device_name}")
-        results["models"][name] = bench_model(name, cfg)
+        results["models"][name] = bench_model(name, cfg, machine)
     return results
 
 
@@ -443,6 +468,8 @@ def plot(results: dict[str, Any], cfg: BenchConfig, path: str | Path | None = No
         if "profile_prediction" in variants[f"ldfa_r{ranks[0]}"]:
             ax.plot(ranks, [variants[f"ldfa_r{r}"]["profile_prediction"] for r in ranks], "C7:",
                     label="FLOP ratio on bp's matmul time")
+        ax.plot(ranks, [variants[f"ldfa_r{r}"]["cost_ratio"] for r in ranks], "C4s--", ms=3,
+                label="counted cost model")
         ax.plot(ranks, [variants[f"ldfa_r{r}"]["ratio"] for r in ranks], "C1o-",
                 label="measured time ratio")
         if f"plain_r{ranks[0]}" in variants:
@@ -462,18 +489,21 @@ def plot(results: dict[str, Any], cfg: BenchConfig, path: str | Path | None = No
 def format_table(results: dict[str, Any], cfg: BenchConfig) -> str:
     """One line per model and rank: measured ratio, FLOP ratio, their gap, machinery overhead."""
     lines = [f"{'model':<8} {'variant':<10} {'ms/step':>9} {'ratio':>7} {'flop':>7} {'gap':>7} "
-             f"{'mm-pred':>8} {'vs plain':>9}"]
+             f"{'cost':>7} {'c-gap':>7} {'mm-pred':>8} {'vs plain':>9}"]
     for name, res in results["models"].items():
         for v, d in res["variants"].items():
             plain = d.get("overhead_vs_plain")
             pred = d.get("profile_prediction")
             lines.append(f"{name:<8} {v:<10} {1e3 * d['median_s']:9.1f} {d['ratio']:7.3f} "
                          f"{d['flop_ratio']:7.3f} {d['gap']:+7.1%} "
+                         f"{d['cost_ratio']:7.3f} {d['gap_cost']:+7.1%} "
                          f"{'' if pred is None else format(pred, '8.3f'):>8} "
                          f"{'' if plain is None else format(plain, '+9.1%'):>9}")
     lines.append("ratio: median per-round ldfa/bp step time; flop: analytic matmul-FLOP ratio; gap: "
-                 "ratio/flop - 1; mm-pred: flop ratio applied to bp's profiled matmul time only; "
-                 "vs plain: time over a hand-written LDFA MLP")
+                 "ratio/flop - 1; cost: ratio of the counted cost model (every executed operator's "
+                 "FLOPs and bytes on this machine's roofline, bioplastic.costmodel); c-gap: ratio/cost "
+                 "- 1; mm-pred: flop ratio applied to bp's profiled matmul time only; vs plain: time "
+                 "over a hand-written LDFA MLP")
     return "\n".join(lines)
 
 

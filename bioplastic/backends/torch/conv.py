@@ -154,9 +154,11 @@ def error_map(z: torch.Tensor, Q: torch.Tensor, geo: ConvGeometry, input_size) -
                                  False, [0, 0], geo.groups, (True, False, False))[0]
 
 
-def local_gradients(P: torch.Tensor, Q: torch.Tensor, grad_w: torch.Tensor, groups: int
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The local rule's (grad_P, grad_Q) from the weight gradient: Q_f dW_f^T and P_f dW_f per group.
+def local_gradients(P: torch.Tensor, Q: torch.Tensor, grad_w: torch.Tensor, groups: int,
+                    need_p: bool = True, need_q: bool = True
+                    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The local rule's (grad_P, grad_Q) from the weight gradient: Q_f dW_f^T and P_f dW_f per group
+    (None for a factor not needed: each costs one contraction).
 
     The surrogate's gradients, ``sum u g^T`` (u = Q-conv of x) and ``conv2d_weight(x, z)``, are
     sums over positions of pre/post products; both equal these contractions of
@@ -165,7 +167,8 @@ def local_gradients(P: torch.Tensor, Q: torch.Tensor, grad_w: torch.Tensor, grou
     """
     p, q = grouped_factors(P, Q, groups)
     dw = grad_w.reshape(groups, grad_w.shape[0] // groups, -1)  # (G, C_out/G, C_in/G k k)
-    return (q @ dw.transpose(1, 2)).reshape(P.shape), (p @ dw).reshape(Q.shape)
+    return ((q @ dw.transpose(1, 2)).reshape(P.shape) if need_p else None,
+            (p @ dw).reshape(Q.shape) if need_q else None)
 
 
 def oja_gradient(P: torch.Tensor, g: torch.Tensor, z: torch.Tensor, groups: int) -> torch.Tensor:
@@ -263,10 +266,11 @@ class FeedbackConv2dFunction(torch.autograd.Function):
             if layer.subspace == "normative":
                 grad_p, grad_q = normative_gradients(P, Q, weight, geo.groups)
             elif layer.subspace == "local":
-                grad_p, grad_q = local_gradients(P, Q, grad_w.to(dt), geo.groups)
+                grad_p, grad_q = local_gradients(P, Q, grad_w.to(dt), geo.groups, need_p, need_q)
             elif oja:
                 grad_p = oja_gradient(P, g.to(dt), z.to(dt), geo.groups) if need_p else None
-                grad_q = local_gradients(P, Q, grad_w.to(dt), geo.groups)[1] if need_q else None
+                grad_q = (local_gradients(P, Q, grad_w.to(dt), geo.groups, need_p=False)[1]
+                          if need_q else None)
         else:  # fa, kp
             if need_x:
                 shape_only = g.new_empty(1).expand(x.shape)

@@ -33,6 +33,9 @@ Under ``torch.autocast`` the backward maps run in the forward's reduced dtype (t
 subspace rules in the factors' own dtype; autograd casts every gradient back to its tensor's dtype.
 
 Every function here is stateless; :mod:`.layers` and :mod:`.runner` only hold tensors and call them.
+The autograd Functions take ``ctx`` in ``forward`` (no ``setup_context``): applying a Function
+with a separate ``setup_context`` binds its arguments through ``inspect`` on every call, which
+cost three times the dispatch of the layer's forward product on small layers.
 """
 
 from __future__ import annotations
@@ -202,13 +205,9 @@ class DenseFeedbackFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(x, weight, bias, feedback):
-        return F.linear(x, weight, bias)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, _, _, feedback = inputs
+    def forward(ctx, x, weight, bias, feedback):
         ctx.save_for_backward(x, feedback)
+        return F.linear(x, weight, bias)
 
     @staticmethod
     @once_differentiable
@@ -231,14 +230,10 @@ class LowRankFeedbackFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(x, weight, bias, P, Q, subspace):
-        return F.linear(x, weight, bias)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, weight, _, P, Q, subspace = inputs
+    def forward(ctx, x, weight, bias, P, Q, subspace):
         ctx.save_for_backward(x, weight, P, Q)
         ctx.subspace = subspace
+        return F.linear(x, weight, bias)
 
     @staticmethod
     @once_differentiable
@@ -283,13 +278,9 @@ class BroadcastErrorFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(yhat, *feedback_and_hidden):
+    def forward(ctx, yhat, *feedback_and_hidden):
+        ctx.save_for_backward(*feedback_and_hidden[:len(feedback_and_hidden) // 2])
         return yhat.clone()
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        k = (len(inputs) - 1) // 2
-        ctx.save_for_backward(*inputs[1:1 + k])
 
     @staticmethod
     @once_differentiable
