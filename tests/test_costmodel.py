@@ -14,8 +14,15 @@ from torch.nn import functional as F
 
 from bioplastic.backends.torch.convert import convert
 from bioplastic.bench import layer_shapes, make_step, step_flops
-from bioplastic.costmodel import (Machine, OpRecord, calibrate, count_ops, op_seconds,
-                                  predict_seconds, summarize_ops)
+from bioplastic.costmodel import (
+    Machine,
+    OpRecord,
+    calibrate,
+    count_ops,
+    op_seconds,
+    predict_seconds,
+    summarize_ops,
+)
 from bioplastic.models import MLP, VGG, ViT
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
