@@ -216,6 +216,8 @@ def _plain_mlp(widths: Sequence[int], rank: int, generator, device, dtype):
     import torch
     from torch import nn
 
+    from .backends.torch.functional import weight_grad_is_cheaper
+
     class LowRankLinear(torch.autograd.Function):
         @staticmethod
         def forward(ctx, x, w, b, p, q):
@@ -225,10 +227,13 @@ def _plain_mlp(widths: Sequence[int], rank: int, generator, device, dtype):
         @staticmethod
         def backward(ctx, g):
             x, p, q = ctx.saved_tensors
+            grad_w = g.T @ x
             if not ctx.needs_input_grad[0]:  # data input: no feedback, as in FeedbackLinear
-                return None, g.T @ x, g.sum(0), None, None
+                return None, grad_w, g.sum(0), None, None
             z = g @ p.T
-            return z @ q.T, g.T @ x, g.sum(0), (x @ q).T @ g, x.T @ z
+            if weight_grad_is_cheaper(*x.shape, g.shape[1]):  # the same choice as FeedbackLinear
+                return z @ q.T, grad_w, g.sum(0), q.T @ grad_w.T, grad_w.T @ p.T
+            return z @ q.T, grad_w, g.sum(0), (x @ q).T @ g, x.T @ z
 
     class PlainMLP(nn.Module):
         def __init__(self):
@@ -457,7 +462,8 @@ def plot(results: dict[str, Any], cfg: BenchConfig, path: str | Path | None = No
     from .plotting import save
 
     names = list(results["models"])
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.6), squeeze=False,
+                             layout="constrained")
     for ax, name in zip(axes[0], names):
         variants = results["models"][name]["variants"]
         ranks = [r for r in cfg.ranks if f"ldfa_r{r}" in variants]
@@ -481,7 +487,9 @@ def plot(results: dict[str, Any], cfg: BenchConfig, path: str | Path | None = No
         ax.set_title(f"{name} (batch {results['models'][name]['batch']})", fontsize=9)
         ax.set_xlabel("feedback rank r")
     axes[0][0].set_ylabel("ldfa / bp per training step")
-    axes[0][0].legend(fontsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=7,
+               frameon=False)
     fig.suptitle(f"LDFA vs backprop step cost on {results['device']}", fontsize=10)
     return save(fig, path or Path(cfg.out) / "bench.png")
 

@@ -80,7 +80,8 @@ def save(fig, path: str | Path) -> Path:
     """Save a figure (format from the suffix), creating folders; closes it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # figures laid out as constrained keep their layout
+        fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path

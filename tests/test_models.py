@@ -214,3 +214,6 @@ def test_bench_command_quick(tmp_path):
     variants = results["models"]["mlp512"]["variants"]
     assert set(variants) == {"bp", "ldfa_r1", "ldfa_r10", "plain_r1", "plain_r10"}
     assert 0.5 < variants["ldfa_r10"]["flop_ratio"] < 1 and (tmp_path / "bench.png").exists()
+    for v in variants.values():  # what the steps executed is what the analytic count says
+        assert v["counted"]["matmul_flops"] == v["flops"]["total"]
+        assert 0.5 < v["cost_ratio"] <= 1
