@@ -229,6 +229,8 @@ def _plain_mlp(widths: Sequence[int], rank: int, generator, device, dtype):
             x, p, q = ctx.saved_tensors
             grad_w = g.T @ x
             if not ctx.needs_input_grad[0]:  # data input: no feedback, as in FeedbackLinear
+                # (which returns zero P, Q gradients for DistributedDataParallel: 2 fills and
+                # their SGD updates more than here)
                 return None, grad_w, g.sum(0), None, None
             z = g @ p.T
             if weight_grad_is_cheaper(*x.shape, g.shape[1]):  # the same choice as FeedbackLinear

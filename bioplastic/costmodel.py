@@ -33,8 +33,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-#: Operators whose results need no memory traffic (allocation without writing).
-_ALLOCATING = ("empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided")
+#: Operators that move no data: allocation without writing, and a view the schema does not mark.
+_FREE = ("empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "_unsafe_view")
+#: In-place operators that overwrite their target without reading it.
+_WRITE_ONLY = ("copy_", "fill_", "zero_", "normal_", "uniform_", "bernoulli_", "random_",
+               "exponential_")
 
 
 @dataclass(frozen=True)
@@ -67,14 +70,22 @@ def _tensors(tree) -> list:
 
 
 def _nbytes(tensors: Iterable) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors)
+    """Bytes spanned: an expanded (stride-0) dimension is stored, and read, once."""
+    total = 0
+    for t in tensors:
+        if t.numel():
+            span = 1 + sum((n - 1) * abs(st) for n, st in zip(t.shape, t.stride()))
+            total += min(span, t.numel()) * t.element_size()
+    return total
 
 
 def _attention_flops(name: str, args) -> int | None:
     """Products of the fused CPU attention kernels (not in torch's FLOP registry).
 
     Forward: q k^T and A v, 2 x 2 b h t s d FLOPs. Backward recomputes q k^T from the saved
-    log-sum-exp and forms dV, dA, dQ, dK: 5 products.
+    log-sum-exp and forms dV, dA, dQ, dK: 5 products. A causal mask is priced as the full
+    products (as torch's own formulas do); a value width other than the query's never reaches
+    these kernels on CPU.
     """
     if not name.startswith("_scaled_dot_product_flash_attention_for_cpu"):
         return None
@@ -101,13 +112,29 @@ def op_flops(func, args, kwargs, out) -> int:
 
 
 def op_bytes(func, args, kwargs, out) -> int:
-    """Bytes an ATen call reads and writes: its tensor arguments plus its results.
+    """Bytes an ATen call reads and writes.
 
-    Views (and pure allocations) move nothing; an in-place operator reads and writes its target.
+    Reads: its tensor arguments, except ``out=`` targets and the target of an overwriting operator
+    (``copy_``, ``fill_``, ...). Writes: the arguments its schema marks as written (in-place and
+    ``out=`` targets, also lists of them as in ``_foreach_add_``) and its results that are new
+    tensors. Views and pure allocations move nothing; expanded dimensions count once.
     """
-    if func.is_view or func._overloadpacket.__name__ in _ALLOCATING:
+    name = func._overloadpacket.__name__
+    if func.is_view or name in _FREE:
         return 0
-    return _nbytes(_tensors((args, kwargs))) + _nbytes(_tensors(out))
+    passed = [*zip(func._schema.arguments, args),
+              *((a, kwargs[a.name]) for a in func._schema.arguments if a.name in kwargs)]
+    reads, writes = [], []
+    for arg, value in passed:
+        written = arg.alias_info is not None and arg.alias_info.is_write
+        tensors = _tensors(value)
+        if written:
+            writes += tensors
+        if not (written and (arg.is_out or name in _WRITE_ONLY)):
+            reads += tensors
+    targets = {t.data_ptr() for t in writes}
+    writes += [t for t in _tensors(out) if t.data_ptr() not in targets]
+    return _nbytes(reads) + _nbytes(writes)
 
 
 def _counter_mode():
@@ -135,7 +162,8 @@ def count_ops(fn: Callable[[], Any]) -> list[OpRecord]:
     """Run ``fn()`` once and return the operators it executed, in order.
 
     Every ATen call below autograd is seen: the forward, the backward of built-in and custom
-    autograd Functions (the engine runs CPU backward on the calling thread), optimiser updates.
+    autograd Functions, optimiser updates. (Checked on CPU, where the engine runs the backward on
+    the calling thread; not yet checked on a GPU.)
     """
     counter = _counter_mode()()
     with counter:
@@ -186,7 +214,8 @@ def calibrate(device: str = "cpu", dtype=None, clock: Callable[[], float] = time
     device : str
         ``"cpu"`` or a cuda device.
     dtype : torch.dtype, optional
-        Element type of the kernels (default float32).
+        Element type of the kernels (default float32). Autocast does not apply to the ``out=``
+        kernels timed here: steps that run in reduced precision pass it explicitly.
     clock : callable
         Seconds (``time.perf_counter`` or ``time.process_time``; use wall time on a GPU).
     gemm : int
@@ -199,7 +228,8 @@ def calibrate(device: str = "cpu", dtype=None, clock: Callable[[], float] = time
     import torch
 
     dtype = dtype or torch.float32
-    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    cuda = str(device).startswith("cuda")
+    sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
 
     def seconds(fn, inner: int = 1) -> float:
         fn()

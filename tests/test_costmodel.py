@@ -76,18 +76,25 @@ def test_counted_ldfa_saves_the_input_gradient_products():
 
 
 def test_bytes_of_single_operators():
-    a, b = torch.randn(6, 4), torch.randn(6, 4)
+    """Bytes by hand: 24 float32 (96 bytes) per 6 x 4 tensor."""
+    a, b, c = torch.randn(6, 4), torch.randn(6, 4), torch.empty(6, 4)
     m1, m2 = torch.randn(3, 4), torch.randn(4, 5)
-    recs = {}
-    for name, fn in {"add": lambda: torch.add(a, b), "view": lambda: a.t(),
-                     "mm": lambda: torch.mm(m1, m2), "inplace": lambda: a.add_(b),
-                     "empty": lambda: torch.empty(100)}.items():
-        recs[name] = count_ops(fn)
-    assert [(r.name, r.flops, r.bytes) for r in recs["add"]] == [("add", 0, 3 * 24 * 4)]
-    assert [(r.flops, r.bytes) for r in recs["view"]] == [(0, 0)]
-    assert [(r.flops, r.bytes) for r in recs["mm"]] == [(2 * 3 * 4 * 5, (12 + 20 + 15) * 4)]
-    assert [(r.flops, r.bytes) for r in recs["inplace"]] == [(0, 3 * 24 * 4)]  # read a, b; write a
-    assert [r.bytes for r in recs["empty"]] == [0]
+    params, grads = [torch.randn(6, 4) for _ in range(2)], [torch.randn(6, 4) for _ in range(2)]
+    cases = {
+        "add": (lambda: torch.add(a, b), 3 * 96),            # read a, b; write a new tensor
+        "add out=": (lambda: torch.add(a, b, out=c), 3 * 96),  # c is written, not read
+        "add_": (lambda: a.add_(b), 3 * 96),                 # read a, b; write a
+        "copy_": (lambda: c.copy_(a), 2 * 96),               # read a; write c
+        "fill_": (lambda: c.fill_(1.0), 96),                 # write c
+        "foreach add_": (lambda: torch._foreach_add_(params, grads), 2 * 3 * 96),
+        "view": (lambda: a.t(), 0),
+        "empty": (lambda: torch.empty(100), 0),
+        "expanded": (lambda: b[:1].expand(6, 4).sum(), 4 * 4 + 4),  # one stored row, one scalar
+    }
+    for name, (fn, expected) in cases.items():
+        assert sum(r.bytes for r in count_ops(fn)) == expected, name
+    assert [(r.flops, r.bytes) for r in count_ops(lambda: torch.mm(m1, m2))] == [
+        (2 * 3 * 4 * 5, (12 + 20 + 15) * 4)]
 
 
 def test_fused_attention_flops_match_explicit_attention():

@@ -35,7 +35,8 @@ subspace rules in the factors' own dtype; autograd casts every gradient back to 
 Every function here is stateless; :mod:`.layers` and :mod:`.runner` only hold tensors and call them.
 The autograd Functions take ``ctx`` in ``forward`` (no ``setup_context``): applying a Function
 with a separate ``setup_context`` binds its arguments through ``inspect`` on every call, which
-cost three times the dispatch of the layer's forward product on small layers.
+cost three times the dispatch of the layer's forward product on small layers. The price of that
+choice: ``torch.func`` transforms (``grad``, ``vmap``) do not apply to these Functions.
 """
 
 from __future__ import annotations
