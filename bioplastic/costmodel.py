@@ -6,10 +6,10 @@ the loss and the optimiser, which bp and ldfa share, and thin products through t
 bottleneck, which move about as many bytes as they do FLOPs. This module counts what one step
 actually executes and prices it:
 
-* :class:`OpCounter` (a ``TorchDispatchMode``) records every ATen operator the step runs
+* :func:`count_ops` runs the step under a ``TorchDispatchMode`` that records every ATen operator
   (forward, autograd backward including custom Functions, optimiser), each with its
   matrix-multiply FLOPs :math:`F` (2 per multiply-add: products, convolutions, attention) and
-  the bytes :math:`M` it reads and writes (its tensor arguments and results; views move none);
+  the bytes :math:`M` it reads and writes (:func:`op_bytes`; views move none);
 * :func:`calibrate` measures three machine constants in the running process: the
   matrix-product rate :math:`R` (FLOP/s), the streaming bandwidth :math:`W` (bytes/s) and the
   dispatch time of one operator :math:`c` (s);
