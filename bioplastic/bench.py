@@ -119,10 +119,10 @@ def layer_flops(s: LayerShape) -> dict[str, int]:
     if s.rule != "ldfa":
         mac["input_grad"] = fwd if s.input_grad else 0
         return {k: 2 * v for k, v in mac.items()}
-    from .backends.torch.functional import weight_grad_is_cheaper
-
     if not s.input_grad:  # feedback into data reaches no neuron: no bottleneck, no plasticity
         return {k: 2 * v for k, v in mac.items()}
+    from .backends.torch.functional import weight_grad_is_cheaper
+
     r, out_g, conv = s.rank, s.out // s.groups, s.kind == "conv"
     z = s.rows * r * out_g
     weight_contraction = r * s.out * s.fan_in // s.groups  # one of P_f dW_f, Q_f dW_f^T
@@ -216,7 +216,7 @@ def _plain_mlp(widths: Sequence[int], rank: int, generator, device, dtype):
     import torch
     from torch import nn
 
-    from .backends.torch.functional import weight_grad_is_cheaper
+    from .backends.torch.functional import local_grads, local_grads_from_weight_grad, weight_grad_is_cheaper
 
     class LowRankLinear(torch.autograd.Function):
         @staticmethod
@@ -233,9 +233,11 @@ def _plain_mlp(widths: Sequence[int], rank: int, generator, device, dtype):
                 # their SGD updates more than here)
                 return None, grad_w, g.sum(0), None, None
             z = g @ p.T
-            if weight_grad_is_cheaper(*x.shape, g.shape[1]):  # the same choice as FeedbackLinear
-                return z @ q.T, grad_w, g.sum(0), q.T @ grad_w.T, grad_w.T @ p.T
-            return z @ q.T, grad_w, g.sum(0), (x @ q).T @ g, x.T @ z
+            # the same products as FeedbackLinear's local rule
+            grad_p, grad_q = (local_grads_from_weight_grad(p, q, grad_w)
+                              if weight_grad_is_cheaper(*x.shape, g.shape[1])
+                              else local_grads(p, q, None, x, g, z))
+            return z @ q.T, grad_w, g.sum(0), grad_p, grad_q
 
     class PlainMLP(nn.Module):
         def __init__(self):
@@ -397,15 +399,15 @@ def bench_model(name: str, cfg: BenchConfig, machine: Machine | None = None) -> 
     # the counted cost model: what each step executes, priced on this machine's roofline
     counted = {v: count_ops(steps[v]) for v in models}
     priced = {v: predict_seconds(counted[v], machine) for v in models}
+    bp_flops = sum(rec.flops for rec in counted["bp"])
     for v, d in out["variants"].items():
         d["counted"] = {"matmul_flops": sum(rec.flops for rec in counted[v]),
                         "other_bytes": sum(rec.bytes for rec in counted[v] if not rec.flops),
                         "ops": len(counted[v]), "predicted_s": priced[v]}
-        d["counted_flop_ratio"] = d["counted"]["matmul_flops"] / out["variants"]["bp"]["counted"][
-            "matmul_flops"] if v != "bp" else 1.0
+        d["counted_flop_ratio"] = d["counted"]["matmul_flops"] / bp_flops
         d["cost_ratio"] = priced[v]["total"] / priced["bp"]["total"]
         d["gap_cost"] = d["ratio"] / d["cost_ratio"] - 1
-    out["bp_ops"] = {k: row for k, row in list(summarize_ops(counted["bp"]).items())[:12]}
+    out["bp_ops"] = dict(list(summarize_ops(counted["bp"]).items())[:12])
     for r in cfg.ranks:
         if f"plain_r{r}" in models:  # conversion machinery overhead against the bare Function
             out["variants"][f"ldfa_r{r}"]["overhead_vs_plain"] = statistics.median(
