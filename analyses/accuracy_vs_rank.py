@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bioplastic import config as config_mod
 from bioplastic import experiment
+from bioplastic.experiment import config as config_mod
 
 #: Tasks this analysis knows, with their metric.
 TASKS = {"digits": "test_accuracy", "teacher": "relative_error"}

@@ -29,8 +29,8 @@ import numpy as np
 
 import bioplastic
 import circuits
-from bioplastic import config as config_mod
 from bioplastic import experiment, metrics, rules
+from bioplastic.experiment import config as config_mod
 
 #: Condition name -> (rule, subspace); ``bp`` is the reference (angle 0 by construction).
 CONDITIONS = {"bp": ("bp", None), "fa": ("fa", None), "kp": ("kp", None),

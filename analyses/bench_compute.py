@@ -5,7 +5,7 @@ step (forward, backward, SGD step) of bp and of ldfa at r = 1, 4, 10, 32 in one 
 round, and sets the measured ratio next to the analytic ratio of matrix-multiply FLOPs; for the MLPs
 also against a hand-written LDFA MLP (one bare autograd Function), which measures what the
 conversion machinery adds. A profile of one bp and one ldfa step splits the time into matrix
-products and the rest. Everything is :mod:`bioplastic.bench`; this script is its config and output.
+products and the rest. Everything is :mod:`bioplastic.bench.step_time`; this script is its config and output.
 
 Run: ``bioplastic analysis bench_compute [--models=mlp2048 --rounds=30 ...]`` (or
 ``bioplastic bench``). Writes ``results/bench/{config.json, results.json, bench.png}``.
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import sys
 
-from bioplastic import bench
-from bioplastic import config as config_mod
-from bioplastic.bench import BenchConfig as Config
+from bioplastic.bench import step_time as bench
+from bioplastic.bench.step_time import BenchConfig as Config
+from bioplastic.experiment import config as config_mod
 
 
 def main(argv=None) -> dict:

@@ -21,8 +21,8 @@ import numpy as np
 
 import bioplastic
 import circuits
-from bioplastic import config as config_mod
 from bioplastic import experiment, theory
+from bioplastic.experiment import config as config_mod
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from .circuit import CircuitError as CircuitError
 from .circuit import LearningParams as LearningParams
 from .circuit import Population as Population
 from .circuit import Projection as Projection
-from .init import initial_weights as initial_weights
+from .circuit.init import initial_weights as initial_weights
 
 __version__ = "0.1.0"
 

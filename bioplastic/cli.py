@@ -3,10 +3,10 @@
 Subcommands live in :data:`COMMANDS`; add one with :func:`register_command`, as ``bench`` is:
 
 * ``demo``: the main job, every learning rule on the bundled digits
-  (:func:`bioplastic.experiment.run_demo`);
+  (:func:`analyses/demo.py`);
 * ``analysis NAME [--key=value ...]``: run ``analyses/NAME.py``'s ``main(argv)``;
 * ``info``: versions, backends, data folder;
-* ``bench``: training-step time of ldfa against bp (:mod:`bioplastic.bench`).
+* ``bench``: training-step time of ldfa against bp (:mod:`bioplastic.bench.step_time`).
 
 Heavy imports (numpy, matplotlib, torch) happen inside the commands, so ``--help`` is instant.
 """
@@ -103,7 +103,8 @@ def _run_demo(args: argparse.Namespace) -> int:
             return 2
         return _run_brian2_demo(args)
 
-    from .experiment import DemoConfig, run_demo
+    demo = load_analysis("demo")
+    DemoConfig, run_demo = demo.DemoConfig, demo.run_demo
 
     if args.config is not None:
         try:
@@ -133,7 +134,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"bioplastic demo: {err}", file=sys.stderr)
         return 2
-    if cfg.backend == "torch" and importlib.util.find_spec("bioplastic.backends.torch") is None:
+    if cfg.backend == "torch" and importlib.util.find_spec("torch") is None:
         print("bioplastic demo: the torch backend is not available in this installation; "
               "use --backend reference", file=sys.stderr)
         return 2
@@ -143,9 +144,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, KeyError) as err:
         print(f"bioplastic demo: {err}", file=sys.stderr)
         return 2
-    from .experiment import format_table
-
-    print(format_table(results["table"]))
+    print(demo.format_table(results["table"]))
     seeds = f"{len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''}"
     epochs = f"{cfg.epochs} epoch{'s' if cfg.epochs > 1 else ''}"
     print(f"\n{len(results['table'])} conditions x {seeds} x {epochs} in "
@@ -177,7 +176,19 @@ def available_analyses(folder: Path | None = None) -> list[str]:
     folder = analyses_dir() if folder is None else folder
     if not folder.is_dir():
         return []
-    return sorted(p.stem for p in folder.glob("*.py") if not p.name.startswith("_"))
+    return sorted(p.stem for p in folder.glob("*.py") if not p.name.startswith("_") and p.stem != "demo")
+
+
+def load_analysis(name: str):
+    """Import ``analyses/NAME.py`` of the checkout as the module ``analyses.NAME`` (used for the demo).
+
+    The checkout's root goes on ``sys.path`` (spawned worker processes inherit it), so the module
+    has an importable name and its dataclasses and worker functions pickle.
+    """
+    root = str(analyses_dir().parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return importlib.import_module(f"analyses.{name}")
 
 
 def _configure_analysis(p: argparse.ArgumentParser) -> None:
@@ -265,13 +276,13 @@ register_command("info", "versions, backends, data folder", _configure_info, _ru
 # --------------------------------------------------------------------------------------------------
 
 def _configure_bench(p: argparse.ArgumentParser) -> None:
-    from .bench import configure_parser
+    from .bench.step_time import configure_parser
 
     configure_parser(p)
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from .bench import run_cli
+    from .bench.step_time import run_cli
 
     return run_cli(args)
 

@@ -12,14 +12,14 @@ import torch
 from helpers import assert_close
 from torch import nn
 
-from bioplastic.backends.torch.attention import (
+from bioplastic.torch import convert
+from bioplastic.torch.attention import (
     FeedbackMultiheadAttention,
     block_index,
     convert_transformer,
 )
-from bioplastic.backends.torch.layers import FeedbackLinear, FeedbackSpec
-from bioplastic.models import ViT
-from bioplastic.torch import convert
+from bioplastic.torch.linear import FeedbackLinear, FeedbackSpec
+from bioplastic.torch.models import ViT
 
 DT = torch.float64
 

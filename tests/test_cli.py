@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
+from analyses.demo import DEMO_CONDITIONS
 from bioplastic import cli
-from bioplastic.experiment import DEMO_CONDITIONS
 
 
 def test_python_m_bioplastic_help():

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from bioplastic.config import override
+from bioplastic.experiment.config import override
 
 
 @dataclass(frozen=True)

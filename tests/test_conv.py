@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from helpers import assert_close
 from torch import nn
 
-from bioplastic.backends.torch.conv import FeedbackConv2d, feedback_conv2d, max_rank
 from bioplastic.rules.ldfa import local_gradients, normative_gradients, oja_gradients
+from bioplastic.torch.conv import FeedbackConv2d, feedback_conv2d, max_rank
 
 DT = torch.float64
 

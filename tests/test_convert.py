@@ -16,9 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from bioplastic.backends.torch import functional
 from bioplastic.rules import ldfa as ldfa_rules
-from bioplastic.torch import CONVERTERS, FeedbackLinear, convert, subspace_grads
+from bioplastic.torch import CONVERTERS, FeedbackLinear, convert, functional, subspace_grads
 
 F64 = torch.float64
 #: (rule, subspace) of every per-layer form.

@@ -12,9 +12,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from bioplastic.backends.torch.convert import convert
-from bioplastic.bench import layer_shapes, make_step, step_flops
-from bioplastic.costmodel import (
+from bioplastic.bench.costmodel import (
     Machine,
     OpRecord,
     calibrate,
@@ -23,7 +21,9 @@ from bioplastic.costmodel import (
     predict_seconds,
     summarize_ops,
 )
-from bioplastic.models import MLP, VGG, ViT
+from bioplastic.bench.step_time import layer_shapes, make_step, step_flops
+from bioplastic.torch.convert import convert
+from bioplastic.torch.models import MLP, VGG, ViT
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

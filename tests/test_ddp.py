@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import assert_close
 
-from bioplastic import distributed as ddp
+from bioplastic.torch import distributed as ddp
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def ddp_params(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "bioplastic.distributed", f"--out={out}"],
+         "-m", "bioplastic.torch.distributed", f"--out={out}"],
         capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return ddp.load(str(out))

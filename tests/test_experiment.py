@@ -19,9 +19,10 @@ from helpers import assert_close
 
 import bioplastic
 import circuits
+from analyses import demo as dm
 from bioplastic import experiment as ex
 from bioplastic.data import Dataset, one_hot
-from bioplastic.progress import Progress, format_seconds
+from bioplastic.experiment.progress import Progress, format_seconds
 from bioplastic.rules import get_rule, loss, train_step
 
 
@@ -40,7 +41,7 @@ def _blobs(n_train=40, n_test=20, n_in=5, k=3, seed=0) -> Dataset:
 def test_write_json_converts_and_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "sub" / "r.json"
     ex.write_json(path, {"a": np.float32(1.5), "b": np.arange(3), "c": (1, 2), "d": float("nan"),
-                         "p": Path("x/y"), "cond": ex.Condition("ldfa", "local", 2)})
+                         "p": Path("x/y"), "cond": dm.Condition("ldfa", "local", 2)})
     back = json.loads(path.read_text())
     assert back == {"a": 1.5, "b": [0, 1, 2], "c": [1, 2], "d": None, "p": "x/y",
                     "cond": {"rule": "ldfa", "subspace": "local", "rank": 2, "lr": 0.03,
@@ -49,7 +50,7 @@ def test_write_json_converts_and_is_atomic(tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ex.os, "replace", boom)
+    monkeypatch.setattr(ex.io.os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
         ex.write_json(path, {"new": 1})
     # the failed write leaves the previous complete file and no temporary file behind
@@ -67,11 +68,11 @@ def test_written_files_are_readable_by_others(tmp_path):
 
 
 def test_save_run_records_config_versions_and_time(tmp_path):
-    cfg = ex.DemoConfig(epochs=3, seeds=(4,))
+    cfg = dm.DemoConfig(epochs=3, seeds=(4,))
     ex.save_run(tmp_path, cfg, {"accuracy": 0.9}, seed=4)
     meta = json.loads((tmp_path / "config.json").read_text())
     assert meta["seed"] == 4 and meta["config"]["epochs"] == 3 and meta["config"]["seeds"] == [4]
-    assert ex.DemoConfig.from_dict(meta["config"]) == cfg
+    assert dm.DemoConfig.from_dict(meta["config"]) == cfg
     assert set(meta["versions"]) >= {"python", "numpy", "torch", "brian2", "bioplastic"}
     assert meta["versions"]["numpy"] == np.__version__
     assert "git_sha" in meta and dt.datetime.fromisoformat(meta["timestamp"]).tzinfo is not None
@@ -180,51 +181,51 @@ def test_evaluate_by_hand():
 # -------------------------------------------------------------------------------------- configs
 
 def test_condition_labels_and_circuits():
-    assert ex.Condition("bp").label == "bp"
-    cond = ex.Condition("ldfa", "normative", 4, lr=0.01, feedback_lr=0.002)
+    assert dm.Condition("bp").label == "bp"
+    cond = dm.Condition("ldfa", "normative", 4, lr=0.01, feedback_lr=0.002)
     assert cond.label == "ldfa-normative-r4"
     c = cond.circuit((6, 8, 8, 5), "relu", seed=2)
     assert c.rule == "ldfa" and c.subspace == "normative" and c.sizes == [6, 8, 8, 5]
     assert c.params.lr == 0.01 and c.params.feedback_lr == 0.002 and c.params.seed == 2
-    labels = [c.label for c in ex.DEMO_CONDITIONS]
+    labels = [c.label for c in dm.DEMO_CONDITIONS]
     assert labels == ["bp", "fa", "dfa", "kp", "ldfa-fixed-r1", "ldfa-fixed-r10", "ldfa-local-r1",
                       "ldfa-local-r10", "ldfa-normative-r1", "ldfa-normative-r10"]
 
 
 def test_demo_config_round_trip_and_errors():
-    cfg = ex.DemoConfig(epochs=4, seeds=(1, 2))
-    assert ex.DemoConfig.from_dict(json.loads(json.dumps(ex.to_jsonable(cfg)))) == cfg
+    cfg = dm.DemoConfig(epochs=4, seeds=(1, 2))
+    assert dm.DemoConfig.from_dict(json.loads(json.dumps(ex.to_jsonable(cfg)))) == cfg
     with pytest.raises(ValueError, match="unknown demo config keys.*'lr'"):
-        ex.DemoConfig.from_dict({"lr": 0.1})
+        dm.DemoConfig.from_dict({"lr": 0.1})
     with pytest.raises(ValueError, match="epochs"):
-        ex.DemoConfig(epochs=0)
+        dm.DemoConfig(epochs=0)
     with pytest.raises(ValueError, match="seeds"):
-        ex.DemoConfig(seeds=())
+        dm.DemoConfig(seeds=())
     with pytest.raises(ValueError, match="dtype applies to backend 'torch' only"):
-        ex.DemoConfig(dtype="float64")
+        dm.DemoConfig(dtype="float64")
 
 
 def test_summarize_and_table_with_a_diverged_seed():
     runs = [{"test_accuracy": [0.1, 0.9], "time": [0, 1.0], "diverged": None},
             {"test_accuracy": [0.1, 0.8], "time": [0, 3.0], "diverged": None},
             {"test_accuracy": [0.1], "time": [0], "diverged": {"epoch": 1, "step": 3}}]
-    row = ex.summarize(ex.Condition("ldfa", "fixed", 1), runs)
+    row = dm.summarize(dm.Condition("ldfa", "fixed", 1), runs)
     assert row["n_diverged"] == 1 and row["n_seeds"] == 3
     assert row["accuracy_mean"] == pytest.approx(0.85, abs=1e-15)
     assert row["accuracy_sd"] == pytest.approx(np.std([0.9, 0.8], ddof=1), abs=1e-15)
     assert row["time_mean"] == pytest.approx(4 / 3, abs=1e-15)
-    gone = ex.summarize(ex.Condition("bp"), runs[2:])
+    gone = dm.summarize(dm.Condition("bp"), runs[2:])
     assert gone["accuracy_mean"] is None
-    table = ex.format_table([row, gone]).splitlines()
+    table = dm.format_table([row, gone]).splitlines()
     assert table[0].startswith("| rule") and "85.0 +- 7.1" in table[2] and "1/3" in table[2]
     assert "| bp" in table[3] and "1/1" in table[3]
 
 
 def test_run_demo_tiny_and_independent_of_workers(tmp_path):
-    cfg = ex.DemoConfig(sizes=(64, 12, 12, 10), epochs=1, seeds=(0, 1),
-                        conditions=(ex.Condition("bp"), ex.Condition("ldfa", "local", 2)))
-    one = ex.run_demo(cfg, tmp_path / "a", jobs=1, progress=False)
-    two = ex.run_demo(cfg, tmp_path / "b", jobs=2, progress=False)
+    cfg = dm.DemoConfig(sizes=(64, 12, 12, 10), epochs=1, seeds=(0, 1),
+                        conditions=(dm.Condition("bp"), dm.Condition("ldfa", "local", 2)))
+    one = dm.run_demo(cfg, tmp_path / "a", jobs=1, progress=False)
+    two = dm.run_demo(cfg, tmp_path / "b", jobs=2, progress=False)
     for c1, c2 in zip(one["conditions"], two["conditions"]):
         for r1, r2 in zip(c1["runs"], c2["runs"]):
             assert r1["seed"] == r2["seed"]
@@ -234,7 +235,7 @@ def test_run_demo_tiny_and_independent_of_workers(tmp_path):
     assert {p.name for p in (tmp_path / "a").iterdir()} == {
         "config.json", "results.json", "table.md", "test_accuracy.png", "train_loss.png"}
     with pytest.raises(ValueError, match="do not fit digits"):
-        ex.run_demo(ex.DemoConfig(sizes=(10, 5, 10)), tmp_path / "c", progress=False)
+        dm.run_demo(dm.DemoConfig(sizes=(10, 5, 10)), tmp_path / "c", progress=False)
 
 
 # ------------------------------------------------------------------------------------- progress
@@ -276,14 +277,14 @@ def test_format_seconds():
 
 def test_run_demo_on_torch_float64_matches_reference(tmp_path):
     pytest.importorskip("torch")
-    cfg = ex.DemoConfig(sizes=(64, 12, 12, 10), epochs=1, seeds=(0,),
-                        conditions=(ex.Condition("kp", decay=1e-3), ex.Condition("ldfa", "local", 2)))
-    ref = ex.run_demo(cfg, tmp_path / "ref", jobs=1, progress=False)
-    torch_cfg = ex.DemoConfig(**{**vars(cfg), "backend": "torch", "dtype": "float64"})
-    tor = ex.run_demo(torch_cfg, tmp_path / "torch", jobs=1, progress=False)
+    cfg = dm.DemoConfig(sizes=(64, 12, 12, 10), epochs=1, seeds=(0,),
+                        conditions=(dm.Condition("kp", decay=1e-3), dm.Condition("ldfa", "local", 2)))
+    ref = dm.run_demo(cfg, tmp_path / "ref", jobs=1, progress=False)
+    torch_cfg = dm.DemoConfig(**{**vars(cfg), "backend": "torch", "dtype": "float64"})
+    tor = dm.run_demo(torch_cfg, tmp_path / "torch", jobs=1, progress=False)
     assert tor["build_options"] == {"dtype": "float64"}
     saved = json.loads((tmp_path / "torch" / "config.json").read_text())["config"]
-    assert ex.DemoConfig.from_dict(saved) == torch_cfg
+    assert dm.DemoConfig.from_dict(saved) == torch_cfg
     for c_ref, c_tor in zip(ref["conditions"], tor["conditions"]):
         r, t = c_ref["runs"][0], c_tor["runs"][0]
         assert_close(t["train_loss"], r["train_loss"], rtol=1e-10, what=f"{c_ref['label']} loss")
@@ -298,23 +299,23 @@ def test_numpy_non_finite_scalars_become_null(tmp_path):
 
 def test_demo_fails_before_writing_on_a_bad_backend_and_keeps_finished_runs(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown demo backend 'jax'"):
-        ex.DemoConfig(backend="jax")
+        dm.DemoConfig(backend="jax")
     with pytest.raises(ValueError, match="CUDA is not available"):
-        ex.run_demo(ex.DemoConfig(backend="torch", device="cuda", epochs=1, seeds=(0,)),
+        dm.run_demo(dm.DemoConfig(backend="torch", device="cuda", epochs=1, seeds=(0,)),
                     tmp_path / "cuda", progress=False)
     assert not (tmp_path / "cuda").exists()
-    cfg = ex.DemoConfig(sizes=(64, 8, 10), epochs=1, seeds=(0,),
-                        conditions=(ex.Condition("bp"), ex.Condition("fa")))
-    real = ex.run_condition
+    cfg = dm.DemoConfig(sizes=(64, 8, 10), epochs=1, seeds=(0,),
+                        conditions=(dm.Condition("bp"), dm.Condition("fa")))
+    real = dm.run_condition
 
     def second_run_crashes(condition, *args, **kwargs):
         if condition.rule == "fa":
             raise RuntimeError("simulated crash")
         return real(condition, *args, **kwargs)
 
-    monkeypatch.setattr(ex, "run_condition", second_run_crashes)
+    monkeypatch.setattr(dm, "run_condition", second_run_crashes)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        ex.run_demo(cfg, tmp_path / "crash", jobs=1, progress=False)
+        dm.run_demo(cfg, tmp_path / "crash", jobs=1, progress=False)
     saved = json.loads((tmp_path / "crash" / "results.json").read_text())
     assert saved["status"] == "failed" and "simulated crash" in saved["error"]
     assert [len(c["runs"]) for c in saved["conditions"]] == [1, 0]

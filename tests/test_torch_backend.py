@@ -15,7 +15,8 @@ import torch
 
 import bioplastic
 import circuits
-from bioplastic.backends.torch import TorchRunner, functional
+from bioplastic.backends.torch_runner import TorchRunner
+from bioplastic.torch import functional
 
 #: (rule, subspace, activation, decay): every rule, every activation, decay in several.
 CASES = [

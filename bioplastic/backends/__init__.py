@@ -13,7 +13,7 @@ from ._base import AbstractRunner
 #: Backend name -> module that defines ``build(circuit, **options) -> runner``. All registrations here.
 BACKENDS = {
     "reference": "bioplastic.backends.reference",
-    "torch": "bioplastic.backends.torch",
+    "torch": "bioplastic.backends.torch_runner",
     "brian2": "bioplastic.backends.brian2",
 }
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...init import initial_weights
+from ...circuit.init import initial_weights
 from .._base import AbstractRunner, check_batch
 from . import _network
 
@@ -360,7 +360,7 @@ class Brian2Runner(AbstractRunner):
     circuit : bioplastic.Circuit
     options : Options
     weights : mapping, optional
-        Initial weights; defaults to :func:`bioplastic.init.initial_weights`.
+        Initial weights; defaults to :func:`bioplastic.circuit.init.initial_weights`.
 
     Attributes
     ----------

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .circuit import Circuit
+from .graph import Circuit
 
 
 def _svd_factors(W: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ What this module adds to ``convert``:
   weights) on top of these layers; forward values equal the original's. Inside
   ``nn.TransformerEncoderLayer`` it is converted like any child, and the encoder layer's linear1 /
   linear2 are plain ``nn.Linear``.
-* a converter for :class:`bioplastic.models.FusedQKV` (the project's ViT), rank ``3 r``.
+* a converter for :class:`bioplastic.torch.models.FusedQKV` (the project's ViT), rank ``3 r``.
 * :func:`convert_transformer`: per-block ranks, blocks or layers left on bp, the qkv factor.
 
 Cross-attention (``query``, ``key``, ``value`` different tensors) with a fused weight sends each input
@@ -42,9 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...models import FusedQKV
 from . import functional as fn
-from .layers import FeedbackLinear, FeedbackSpec
+from .linear import FeedbackLinear, FeedbackSpec
+from .models import FusedQKV
 
 #: Default rank multiplier of a fused q/k/v projection (3 maps share one bottleneck of 3r).
 QKV_RANK_FACTOR = 3
@@ -298,7 +298,7 @@ def convert_multihead_attention(module: nn.MultiheadAttention, spec: FeedbackSpe
 
 def convert_fused_qkv(module: FusedQKV, spec: FeedbackSpec, generator: torch.Generator,
                       name: str) -> FeedbackLinear:
-    """``convert``'s factory for :class:`bioplastic.models.FusedQKV`: rank ``3 r`` (per-map r)."""
+    """``convert``'s factory for :class:`bioplastic.torch.models.FusedQKV`: rank ``3 r`` (per-map r)."""
     if spec.rule == "ldfa":
         spec = replace(spec, rank=fused_rank(module, spec.rank))
     spec = spec.for_layer(module.in_features, module.out_features, f"layer {name!r} (fused qkv)")
@@ -327,7 +327,7 @@ def convert_transformer(model: nn.Module, rule: str = "ldfa", rank: int | None =
     Parameters
     ----------
     model : nn.Module
-        A transformer: the project's :class:`bioplastic.models.ViT`, an ``nn.TransformerEncoder``, or
+        A transformer: the project's :class:`bioplastic.torch.models.ViT`, an ``nn.TransformerEncoder``, or
         anything whose blocks sit in a ``ModuleList`` (a block is found by :func:`block_index`).
     rule, subspace, seed, clip_rank, inplace
         As for ``convert``.

@@ -17,7 +17,7 @@ approach 2/3. Attention products (q k^T, A v: backward twice forward) count in b
 activations and the optimiser count in neither, which is why measured ratios sit above the
 analytic ones where those are a visible share of the time.
 
-Next to it stands the counted cost model of :mod:`bioplastic.costmodel`: every operator one step
+Next to it stands the counted cost model of :mod:`bioplastic.bench.costmodel`: every operator one step
 actually executes (its products, whose FLOPs must equal the analytic count, and every other
 operator's bytes), priced on a roofline whose constants are measured in the same run.
 
@@ -40,7 +40,7 @@ from typing import Any
 
 from .costmodel import Machine, calibrate, count_ops, predict_seconds, summarize_ops
 
-#: Benchmarked models: name -> (bioplastic.models name, its keyword arguments, input shape
+#: Benchmarked models: name -> (bioplastic.torch.models name, its keyword arguments, input shape
 #: without the batch). The MLPs are the paper's 4-layer MLP at two widths; all have 10 classes.
 BENCH_MODELS: dict[str, tuple[str, dict, tuple[int, ...]]] = {
     "mlp512": ("mlp", dict(in_features=3072, hidden=(512, 512, 512), out_features=10), (3, 32, 32)),
@@ -121,7 +121,7 @@ def layer_flops(s: LayerShape) -> dict[str, int]:
         return {k: 2 * v for k, v in mac.items()}
     if not s.input_grad:  # feedback into data reaches no neuron: no bottleneck, no plasticity
         return {k: 2 * v for k, v in mac.items()}
-    from .backends.torch.functional import weight_grad_is_cheaper
+    from ..torch.functional import weight_grad_is_cheaper
 
     r, out_g, conv = s.rank, s.out // s.groups, s.kind == "conv"
     z = s.rows * r * out_g
@@ -145,16 +145,16 @@ def layer_shapes(model, x) -> list[LayerShape]:
 
     Recorded by forward hooks: ``nn.Linear`` (and subclasses), ``nn.Conv2d``, the feedback layers
     (with their rule, actual rank and subspace), ``nn.MultiheadAttention`` and
-    :class:`bioplastic.models.Attention` (their q k^T and A v products; the projections of a plain
+    :class:`bioplastic.torch.models.Attention` (their q k^T and A v products; the projections of a plain
     ``nn.MultiheadAttention``, which it applies without calling them, are added here too).
     A FeedbackConv2d is an ``nn.Conv2d``.
     """
     import torch
     from torch import nn
 
-    from .backends.torch.attention import FeedbackMultiheadAttention
-    from .backends.torch.layers import FeedbackLinear
-    from .models import Attention
+    from ..torch.attention import FeedbackMultiheadAttention
+    from ..torch.linear import FeedbackLinear
+    from ..torch.models import Attention
 
     shapes: list[LayerShape] = []
 
@@ -216,7 +216,7 @@ def _plain_mlp(widths: Sequence[int], rank: int, generator, device, dtype):
     import torch
     from torch import nn
 
-    from .backends.torch.functional import local_grads, local_grads_from_weight_grad, weight_grad_is_cheaper
+    from ..torch.functional import local_grads, local_grads_from_weight_grad, weight_grad_is_cheaper
 
     class LowRankLinear(torch.autograd.Function):
         @staticmethod
@@ -365,8 +365,8 @@ def bench_model(name: str, cfg: BenchConfig, machine: Machine | None = None) -> 
     and the counted cost model priced on ``machine`` (calibrated here when None)."""
     import torch
 
-    from .backends.torch.convert import convert
-    from .models import make_model
+    from ..torch.convert import convert
+    from ..torch.models import make_model
 
     kind, options, in_shape = BENCH_MODELS[name]
     batch = cfg.batch if kind == "mlp" else cfg.conv_batch
@@ -463,7 +463,7 @@ def plot(results: dict[str, Any], cfg: BenchConfig, path: str | Path | None = No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .plotting import save
+    from ..plotting import save
 
     names = list(results["models"])
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.6), squeeze=False,
@@ -513,7 +513,7 @@ def format_table(results: dict[str, Any], cfg: BenchConfig) -> str:
                          f"{'' if plain is None else format(plain, '+9.1%'):>9}")
     lines.append("ratio: median per-round ldfa/bp step time; flop: analytic matmul-FLOP ratio; gap: "
                  "ratio/flop - 1; cost: ratio of the counted cost model (every executed operator's "
-                 "FLOPs and bytes on this machine's roofline, bioplastic.costmodel); c-gap: ratio/cost "
+                 "FLOPs and bytes on this machine's roofline, bioplastic.bench.costmodel); c-gap: ratio/cost "
                  "- 1; mm-pred: flop ratio applied to bp's profiled matmul time only; vs plain: time "
                  "over a hand-written LDFA MLP")
     return "\n".join(lines)
@@ -523,7 +523,7 @@ def main(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
     """Run, write ``results.json`` + ``config.json`` + ``bench.png`` under ``cfg.out``, print a table."""
     import sys
 
-    from .experiment import save_run
+    from ..experiment import save_run
 
     results = run(cfg, None if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True)))
     save_run(cfg.out, asdict(cfg), results, seed=cfg.seed)
@@ -560,7 +560,7 @@ def run_cli(args) -> int:
     import dataclasses
     import sys
 
-    from .config import override
+    from ..experiment.config import override
 
     cfg = dataclasses.replace(BenchConfig(), **QUICK) if args.quick else BenchConfig()
     given = [f"--{f.name}={getattr(args, f.name)}" for f in dataclasses.fields(BenchConfig)

@@ -18,10 +18,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ...models import FusedQKV
 from .attention import FeedbackMultiheadAttention, convert_fused_qkv, convert_multihead_attention
 from .conv import FeedbackConv2d, convert_conv2d
-from .layers import FeedbackLinear, FeedbackSpec
+from .linear import FeedbackLinear, FeedbackSpec
+from .models import FusedQKV
 
 #: factory(module, spec, generator, name) -> replacement; ``spec`` still needs
 #: ``spec.for_layer(n_in, n_out, f"layer {name!r}")`` to check or clip the rank.

@@ -1,6 +1,6 @@
 r"""Counted cost of a training step: every operator's FLOPs and bytes, priced on a roofline.
 
-The analytic count of :mod:`bioplastic.bench` sees only the matrix products of the weight layers
+The analytic count of :mod:`bioplastic.bench.step_time` sees only the matrix products of the weight layers
 and prices every FLOP alike. A step runs more than that: norms, activations, softmax, copies,
 the loss and the optimiser, which bp and ldfa share, and thin products through the rank-r
 bottleneck, which move about as many bytes as they do FLOPs. This module counts what one step

@@ -177,7 +177,7 @@ def subspace_grads(subspace: str, P: Tensor, Q: Tensor, W_flat: Tensor, x_rows: 
 # Drawn on the CPU in float64 from a torch.Generator, then cast: the same seed gives the same
 # feedback on every device and in every dtype.
 def normal(shape: tuple[int, int], generator: torch.Generator | None = None) -> Tensor:
-    """N(0, 1/pre) for a (post, pre) matrix, as ``normal`` in :mod:`bioplastic.init`; float64, CPU."""
+    """N(0, 1/pre) for a (post, pre) matrix, as ``normal`` in :mod:`bioplastic.circuit.init`; float64, CPU."""
     return torch.randn(shape, generator=generator, dtype=torch.float64) / shape[1] ** 0.5
 
 

@@ -23,7 +23,7 @@ The attention of a :class:`ViT` block is either :class:`Attention` (one fused ``
 a :class:`FusedQKV`, and an output ``proj``; :func:`bioplastic.torch.convert` gives the fused map
 rank 3r) or
 ``nn.MultiheadAttention`` (``attention="torch"``), whose raw ``in_proj_weight`` the converter handles
-through :mod:`bioplastic.backends.torch.attention`.
+through :mod:`bioplastic.torch.attention`.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...circuit import SUBSPACES
+from ..circuit import SUBSPACES
 from . import functional as fn
 
 #: Credit-assignment rules a single layer can carry (dfa needs the whole network: see DFA_HINT).
@@ -187,7 +187,7 @@ class FeedbackLinear(nn.Module):
         self.reset_feedback(generator)
 
     def reset_feedback(self, generator: torch.Generator | None = None) -> FeedbackLinear:
-        """Draw the feedback from the current weight, as :mod:`bioplastic.init` does for circuits.
+        """Draw the feedback from the current weight, as :mod:`bioplastic.circuit.init` does for circuits.
 
         fa, kp: B ~ N(0, 1/out). ldfa ``fixed`` and ``oja``: P random orthonormal rows,
         Q ~ N(0, 1/out), so QP has fa's scale at any rank; ``local``, ``normative``: the truncated SVD of W^T

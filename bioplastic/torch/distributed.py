@@ -19,7 +19,7 @@ use ``nn.SyncBatchNorm`` on GPUs or models without it, as here.)
 
 Run the check with two CPU processes::
 
-    torchrun --standalone --nproc_per_node=2 -m bioplastic.distributed --out=ddp.npz
+    torchrun --standalone --nproc_per_node=2 -m bioplastic.torch.distributed --out=ddp.npz
 
 Each process trains on its contiguous shard of every global batch; rank 0 writes the final
 parameters of each checked rule to ``--out``.
@@ -54,7 +54,7 @@ class CheckConfig:
 
 def check_model(rule: str, subspace: str | None, cfg: CheckConfig) -> nn.Module:
     """conv(3->6, stride 2) - ReLU - conv(6->8) - ReLU - mean pool - linear(8->4), converted, float64."""
-    from .backends.torch.convert import convert
+    from .convert import convert
 
     torch.manual_seed(cfg.seed)
     model = nn.Sequential(nn.Conv2d(3, 6, 3, stride=2, padding=1), nn.ReLU(),
@@ -141,20 +141,20 @@ def load(path: str) -> dict[str, dict[str, np.ndarray]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``torchrun ... -m bioplastic.distributed [--out=FILE] [--key=value ...]``.
+    """``torchrun ... -m bioplastic.torch.distributed [--out=FILE] [--key=value ...]``.
 
     Trains every variant under DDP; rank 0 writes the parameters to ``--out`` (if given) and prints
     the largest difference from single-process training on the same global batches.
     """
-    from .config import override
+    from ..experiment.config import override
 
-    parser = argparse.ArgumentParser(prog="bioplastic.distributed", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="bioplastic.torch.distributed", description=main.__doc__)
     parser.add_argument("--out", default=None, help="npz file for rank 0's final parameters")
     args, rest = parser.parse_known_args(argv)
     cfg = override(CheckConfig(), rest)
     if "RANK" not in os.environ:
         print("run under torchrun, e.g. torchrun --standalone --nproc_per_node=2 -m "
-              "bioplastic.distributed", file=sys.stderr)
+              "bioplastic.torch.distributed", file=sys.stderr)
         return 2
     torch.set_num_threads(1)
     params = distributed(cfg)

@@ -1,29 +1,16 @@
-"""Experiment infrastructure: configs, seeds, results folders, a training loop, and the demo.
+"""The demo (``bioplastic demo``): one MLP trained on the bundled digits with every rule.
 
-A run is described by a frozen config dataclass, trained by :func:`train` over the runner contract
-(``train_step``, ``predict``; DESIGN.md interface 2), and saved with :func:`save_run`:
-``config.json`` (the full config, seeds, library versions, git commit, time) and ``results.json``.
-Both are written atomically (temporary file, then :func:`os.replace`), so a run that stops halfway
-keeps the last complete file it wrote.
-
-The demo (:func:`run_demo`, ``bioplastic demo``) trains one MLP on the bundled digits with every
-credit-assignment rule; :data:`DEMO_CONDITIONS` documents its hyperparameters and why.
+Trains each credit-assignment rule of :data:`DEMO_CONDITIONS` for every seed and writes curves, a
+table and every number to a results folder; :data:`DEMO_CONDITIONS` documents the hyperparameters
+and why.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as _dt
-import importlib.metadata
-import json
 import os
-import platform
-import random
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,289 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from .data import Dataset
-from .progress import Progress
-
-#: Distributions whose versions every config.json records.
-VERSIONED = ("bioplastic", "numpy", "torch", "brian2", "scipy", "scikit-learn", "networkx",
-             "matplotlib")
-
-
-# --------------------------------------------------------------------------------------------------
-# Seeds, versions, files
-# --------------------------------------------------------------------------------------------------
-
-def seed_everything(seed: int, torch: bool | None = None) -> None:
-    """Seed python's ``random``, numpy's global generator and torch (CPU and CUDA).
-
-    Library code draws from explicit generators (``np.random.default_rng(seed)``); this covers
-    third-party code that reads the global ones.
-
-    Parameters
-    ----------
-    seed : int
-    torch : bool, optional
-        Seed torch too. Default: only if torch is already imported, because importing it costs
-        seconds and a run that never imports torch draws nothing from its generator.
-    """
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    if torch is None:
-        torch = "torch" in sys.modules
-    if torch:
-        import torch as _torch
-
-        _torch.manual_seed(seed)
-
-
-def versions() -> dict[str, str | None]:
-    """Python and :data:`VERSIONED` package versions (None when not installed); imports nothing."""
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in VERSIONED:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def git_sha(path: str | os.PathLike | None = None) -> str | None:
-    """Commit of the git checkout holding ``path`` (default: this package), ``+dirty`` if modified.
-
-    None when git or the checkout is missing (an installed wheel has none).
-    """
-    where = Path(path) if path is not None else Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
-                             timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return sha + ("+dirty" if dirty else "") if sha else None
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Dataclasses, numpy scalars and arrays, paths and tuples as plain JSON values."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return to_jsonable(obj.item())
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None  # JSON has no NaN or infinity; null is what standard parsers accept
-    return obj
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as JSON atomically: a temporary file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n"
-    # a unique name in the same folder (os.replace is atomic only within one file system); opened
-    # normally rather than with mkstemp, whose 0600 mode would make results unreadable to others
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "x") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def results_dir(name: str, root: str | os.PathLike = "results") -> Path:
-    """The folder ``root/name`` for one experiment's outputs, created if missing."""
-    if not name or Path(name).is_absolute() or ".." in Path(name).parts:
-        raise ValueError(f"experiment name must be a relative folder name inside {root!r}; got {name!r}")
-    path = Path(root) / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def save_run(directory: str | os.PathLike, config: Any, results: Any | None = None,
-             seed: int | Sequence[int] | None = None) -> Path:
-    """Write ``config.json`` (config, seed, versions, git commit, time, command) and ``results.json``.
-
-    Parameters
-    ----------
-    directory : path
-        Created if missing.
-    config : dataclass or mapping
-        Everything needed to rerun.
-    results : JSON-able, optional
-        Numbers of the run; ``results.json`` is left alone when None.
-    seed : int or sequence of int, optional
-        The seed(s) the run used.
-
-    Returns
-    -------
-    Path
-        ``directory``.
-    """
-    directory = Path(directory)
-    meta = {"config": config, "seed": seed, "versions": versions(), "git_sha": git_sha(),
-            "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": sys.argv, "platform": platform.platform()}
-    write_json(directory / "config.json", meta)
-    if results is not None:
-        write_json(directory / "results.json", results)
-    return directory
-
-
-@contextlib.contextmanager
-def single_threaded(torch: bool = False):
-    """Limit numpy's BLAS (and torch's CPU pool, if ``torch``) to one thread inside the block.
-
-    The matrices of small MLPs are a few hundred wide: threads cost more than they save. On 2 busy
-    cores the digits demo measured 7x slower with a 2-thread BLAS, and torch 3x slower with its
-    default pool. Without threadpoolctl the BLAS limit is skipped.
-    """
-    with contextlib.ExitStack() as stack:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:
-            pass
-        else:
-            stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
-        if torch:
-            import torch as _torch
-
-            before = _torch.get_num_threads()
-            _torch.set_num_threads(1)
-            stack.callback(_torch.set_num_threads, before)
-        yield
-
-
-# --------------------------------------------------------------------------------------------------
-# Training loop
-# --------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class History:
-    """Per-epoch record of one training run; index = epoch, entry 0 before any training.
-
-    Attributes
-    ----------
-    train_loss : tuple of float
-        Entry 0: loss on the whole training set before training; entry k: mean of the batch losses
-        of epoch k (each taken before its step, as the runner returns it).
-    test_loss, test_accuracy : tuple of float
-        On the test set after each epoch (accuracy: fraction of argmax hits).
-    time : tuple of float
-        Seconds spent in training steps up to the end of each epoch (evaluation excluded).
-    """
-
-    train_loss: tuple = ()
-    test_loss: tuple = ()
-    test_accuracy: tuple = ()
-    time: tuple = ()
-
-    @property
-    def epochs(self) -> int:
-        """Number of trained epochs."""
-        return max(len(self.test_accuracy) - 1, 0)
-
-    def to_dict(self) -> dict[str, list]:
-        return {f.name: list(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-
-class Diverged(FloatingPointError):
-    """Training produced a NaN or infinite loss; ``history`` holds the epochs completed before it.
-
-    Attributes
-    ----------
-    epoch, step : int
-        Where the loss stopped being finite (epoch from 1, step from 0).
-    history : History
-    """
-
-    def __init__(self, epoch: int, step: int, loss: float, history: History):
-        super().__init__(f"training diverged at epoch {epoch}, step {step}: loss = {loss}. Lower the "
-                         "learning rate (lr / feedback_lr).")
-        self.epoch, self.step, self.history = epoch, step, history
-
-
-def evaluate(runner, x: np.ndarray, y: np.ndarray, labels: np.ndarray, batch_size: int = 2048
-             ) -> tuple[float, float]:
-    """(loss 1/2||yhat - y||^2 averaged over samples, argmax accuracy) of ``runner`` on a data set."""
-    sq, hits = 0.0, 0
-    for start in range(0, x.shape[0], batch_size):
-        yhat = np.asarray(runner.predict(x[start:start + batch_size]), dtype=np.float64)
-        sq += float(np.sum((yhat - y[start:start + batch_size]) ** 2))
-        hits += int(np.sum(yhat.argmax(axis=1) == labels[start:start + batch_size]))
-    return 0.5 * sq / x.shape[0], hits / x.shape[0]
-
-
-def train(runner, dataset: Dataset, epochs: int, batch_size: int, seed: int = 0,
-          on_epoch: Callable[[int, dict], None] | None = None,
-          augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None) -> History:
-    """Train ``runner`` on ``dataset`` by mini-batch steps, evaluating after every epoch.
-
-    Parameters
-    ----------
-    runner : runner
-        Anything with ``train_step(x, y) -> float`` and ``predict(x) -> (batch, d)``.
-    dataset : Dataset
-        Inputs are passed as stored: load flat data (``flatten=True``) for MLP circuits.
-    epochs : int
-        Passes over the training set (0 only evaluates).
-    batch_size : int
-    seed : int
-        Seeds the shuffling (and augmentation) generator.
-    on_epoch : callable, optional
-        ``on_epoch(epoch, record)`` after each evaluation (epoch 0 included); ``record`` holds this
-        epoch's ``train_loss``, ``test_loss``, ``test_accuracy``, ``time``.
-    augment : callable, optional
-        See :meth:`Dataset.batches`.
-
-    Returns
-    -------
-    History
-
-    Raises
-    ------
-    Diverged
-        (a FloatingPointError) when a loss becomes NaN or infinite; it carries the history so far.
-    """
-    if not isinstance(epochs, (int, np.integer)) or epochs < 0:
-        raise ValueError(f"epochs must be an int >= 0; got {epochs!r}")
-    rng = np.random.default_rng(seed)
-    cols: dict[str, list] = {"train_loss": [], "test_loss": [], "test_accuracy": [], "time": []}
-
-    def record(epoch: int, train_loss: float, elapsed: float) -> None:
-        test_loss, acc = evaluate(runner, dataset.x_test, dataset.y_test, dataset.labels_test)
-        rec = {"train_loss": train_loss, "test_loss": test_loss, "test_accuracy": acc, "time": elapsed}
-        for key, value in rec.items():
-            cols[key].append(value)
-        if on_epoch is not None:
-            on_epoch(epoch, rec)
-
-    record(0, evaluate(runner, dataset.x_train, dataset.y_train, dataset.labels_train)[0], 0.0)
-    elapsed = 0.0
-    # overflow is detected below from the loss and reported with its context, not as numpy warnings
-    with np.errstate(over="ignore", invalid="ignore"):
-        for epoch in range(1, epochs + 1):
-            losses = []
-            t0 = time.perf_counter()
-            for step, (xb, yb) in enumerate(dataset.batches(batch_size, rng, augment=augment)):
-                loss = runner.train_step(xb, yb)
-                if not np.isfinite(loss):
-                    raise Diverged(epoch, step, loss, History(**{k: tuple(v) for k, v in cols.items()}))
-                losses.append(loss)
-            elapsed += time.perf_counter() - t0
-            record(epoch, float(np.mean(losses)), elapsed)
-    return History(**{k: tuple(v) for k, v in cols.items()})
-
+from bioplastic.data import Dataset
+from bioplastic.experiment import (
+    Diverged,
+    save_run,
+    seed_everything,
+    single_threaded,
+    train,
+    write_json,
+)
+from bioplastic.experiment.progress import Progress
 
 # --------------------------------------------------------------------------------------------------
 # Configs
@@ -618,7 +332,7 @@ def run_demo(cfg: DemoConfig, out: str | os.PathLike, jobs: int | None = None,
         What ``results.json`` holds: per condition its runs (curves per seed) and summary, the
         table rows, and the total wall time.
     """
-    from .data import load_digits
+    from bioplastic.data import load_digits
 
     t_start = time.perf_counter()
     out = Path(out)
@@ -715,7 +429,5 @@ def run_demo(cfg: DemoConfig, out: str | os.PathLike, jobs: int | None = None,
     return final
 
 
-__all__ = ["Condition", "DEMO_CONDITIONS", "DemoConfig", "Diverged", "History", "default_jobs",
-           "evaluate", "format_table", "git_sha", "plot_curves", "results_dir", "run_condition",
-           "run_demo", "run_epochs", "save_run", "seed_everything", "single_threaded", "summarize",
-           "to_jsonable", "train", "versions", "write_json"]
+__all__ = ["Condition", "DEMO_CONDITIONS", "DemoConfig", "default_jobs", "format_table", "plot_curves",
+           "run_condition", "run_demo", "run_epochs", "summarize"]

@@ -49,7 +49,7 @@ RULES = ("bp", "fa", "dfa", "kp", "ldfa")
 SUBSPACES = ("fixed", "normative", "local", "oja")
 #: Unit nonlinearities understood by every backend.
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
-#: Initialisations (see :mod:`bioplastic.init`).
+#: Initialisations (see :mod:`bioplastic.circuit.init`).
 INITS = ("normal", "expand", "svd", "orthonormal", "identity", "negative_identity", "transpose", "zeros")
 #: Neuron models; ``rate`` is the only one every backend implements.
 NEURONS = ("rate",)
@@ -336,7 +336,7 @@ class Circuit:
         return self
 
     def _validate_inits(self) -> None:
-        """Each initialisation must make sense for its projection (see :mod:`bioplastic.init`)."""
+        """Each initialisation must make sense for its projection (see :mod:`bioplastic.circuit.init`)."""
         proj = self.projections
         for p in proj.values():
             post, pre = self.shape(p.name)
@@ -474,6 +474,6 @@ class Circuit:
         -------
         matplotlib.axes.Axes
         """
-        from .plotting import draw_circuit
+        from .draw import draw_circuit
 
         return draw_circuit(self, ax=ax, path=path)

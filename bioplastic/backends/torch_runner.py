@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...circuit import Circuit
-from ...init import initial_weights
-from .._base import AbstractRunner, check_batch, check_weights
-from .functional import BroadcastErrorFunction
-from .layers import FeedbackLinear
+from ..circuit import Circuit
+from ..circuit.init import initial_weights
+from ..torch.functional import BroadcastErrorFunction
+from ..torch.linear import FeedbackLinear
+from ._base import AbstractRunner, check_batch, check_weights
 
 #: Hidden nonlinearities by circuit name; the readout is linear.
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid,
@@ -142,7 +142,7 @@ class TorchRunner(AbstractRunner):
     device : str or torch.device, optional
         ``cpu`` (default), ``cuda``, ``cuda:1``, ...; an absent device raises ValueError.
     weights : mapping, optional
-        Initial weights (some or all keys); the rest come from :func:`bioplastic.init.initial_weights`
+        Initial weights (some or all keys); the rest come from :func:`bioplastic.circuit.init.initial_weights`
         (the reference's numbers for the circuit's seed).
 
     Attributes

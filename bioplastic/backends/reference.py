@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ...init import initial_weights
-from ...rules import forward, get_rule, train_step
-from .._base import AbstractRunner, check_batch
+from ..circuit.init import initial_weights
+from ..rules import forward, get_rule, train_step
+from ._base import AbstractRunner, check_batch
 
 
 class ReferenceRunner(AbstractRunner):
@@ -14,7 +14,7 @@ class ReferenceRunner(AbstractRunner):
     ----------
     circuit : bioplastic.Circuit
     weights : mapping, optional
-        Initial weights; defaults to :func:`bioplastic.init.initial_weights`.
+        Initial weights; defaults to :func:`bioplastic.circuit.init.initial_weights`.
     """
 
     backend = "reference"

@@ -73,7 +73,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from . import functional as fn
-from .layers import LAYER_RULES, FeedbackSpec
+from .linear import LAYER_RULES, FeedbackSpec
 
 #: Rules a :class:`FeedbackConv2d` implements.
 CONV_RULES = LAYER_RULES
@@ -196,7 +196,7 @@ def svd_factors(W: torch.Tensor, rank: int, groups: int) -> tuple[torch.Tensor, 
     """(P, Q) with P_f^T Q_f the best rank-(r/G) approximation of each group's flattened kernel.
 
     With W_f^T = U S V^T: Q_f = (U_r S_r^{1/2})^T, P_f = S_r^{1/2} V_r^T, as in
-    :mod:`bioplastic.init` (research/paper.md section 2.3).
+    :mod:`bioplastic.circuit.init` (research/paper.md section 2.3).
     """
     per = rank // groups
     w = W.reshape(groups, W.shape[0] // groups, -1)

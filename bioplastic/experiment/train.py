@@ -1,0 +1,130 @@
+"""The training loop over the runner contract (``train_step``, ``predict``): per-epoch history,
+evaluation, divergence detection."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data import Dataset
+
+
+@dataclass(frozen=True)
+class History:
+    """Per-epoch record of one training run; index = epoch, entry 0 before any training.
+
+    Attributes
+    ----------
+    train_loss : tuple of float
+        Entry 0: loss on the whole training set before training; entry k: mean of the batch losses
+        of epoch k (each taken before its step, as the runner returns it).
+    test_loss, test_accuracy : tuple of float
+        On the test set after each epoch (accuracy: fraction of argmax hits).
+    time : tuple of float
+        Seconds spent in training steps up to the end of each epoch (evaluation excluded).
+    """
+
+    train_loss: tuple = ()
+    test_loss: tuple = ()
+    test_accuracy: tuple = ()
+    time: tuple = ()
+
+    @property
+    def epochs(self) -> int:
+        """Number of trained epochs."""
+        return max(len(self.test_accuracy) - 1, 0)
+
+    def to_dict(self) -> dict[str, list]:
+        return {f.name: list(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+class Diverged(FloatingPointError):
+    """Training produced a NaN or infinite loss; ``history`` holds the epochs completed before it.
+
+    Attributes
+    ----------
+    epoch, step : int
+        Where the loss stopped being finite (epoch from 1, step from 0).
+    history : History
+    """
+
+    def __init__(self, epoch: int, step: int, loss: float, history: History):
+        super().__init__(f"training diverged at epoch {epoch}, step {step}: loss = {loss}. Lower the "
+                         "learning rate (lr / feedback_lr).")
+        self.epoch, self.step, self.history = epoch, step, history
+
+
+def evaluate(runner, x: np.ndarray, y: np.ndarray, labels: np.ndarray, batch_size: int = 2048
+             ) -> tuple[float, float]:
+    """(loss 1/2||yhat - y||^2 averaged over samples, argmax accuracy) of ``runner`` on a data set."""
+    sq, hits = 0.0, 0
+    for start in range(0, x.shape[0], batch_size):
+        yhat = np.asarray(runner.predict(x[start:start + batch_size]), dtype=np.float64)
+        sq += float(np.sum((yhat - y[start:start + batch_size]) ** 2))
+        hits += int(np.sum(yhat.argmax(axis=1) == labels[start:start + batch_size]))
+    return 0.5 * sq / x.shape[0], hits / x.shape[0]
+
+
+def train(runner, dataset: Dataset, epochs: int, batch_size: int, seed: int = 0,
+          on_epoch: Callable[[int, dict], None] | None = None,
+          augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None) -> History:
+    """Train ``runner`` on ``dataset`` by mini-batch steps, evaluating after every epoch.
+
+    Parameters
+    ----------
+    runner : runner
+        Anything with ``train_step(x, y) -> float`` and ``predict(x) -> (batch, d)``.
+    dataset : Dataset
+        Inputs are passed as stored: load flat data (``flatten=True``) for MLP circuits.
+    epochs : int
+        Passes over the training set (0 only evaluates).
+    batch_size : int
+    seed : int
+        Seeds the shuffling (and augmentation) generator.
+    on_epoch : callable, optional
+        ``on_epoch(epoch, record)`` after each evaluation (epoch 0 included); ``record`` holds this
+        epoch's ``train_loss``, ``test_loss``, ``test_accuracy``, ``time``.
+    augment : callable, optional
+        See :meth:`Dataset.batches`.
+
+    Returns
+    -------
+    History
+
+    Raises
+    ------
+    Diverged
+        (a FloatingPointError) when a loss becomes NaN or infinite; it carries the history so far.
+    """
+    if not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"epochs must be an int >= 0; got {epochs!r}")
+    rng = np.random.default_rng(seed)
+    cols: dict[str, list] = {"train_loss": [], "test_loss": [], "test_accuracy": [], "time": []}
+
+    def record(epoch: int, train_loss: float, elapsed: float) -> None:
+        test_loss, acc = evaluate(runner, dataset.x_test, dataset.y_test, dataset.labels_test)
+        rec = {"train_loss": train_loss, "test_loss": test_loss, "test_accuracy": acc, "time": elapsed}
+        for key, value in rec.items():
+            cols[key].append(value)
+        if on_epoch is not None:
+            on_epoch(epoch, rec)
+
+    record(0, evaluate(runner, dataset.x_train, dataset.y_train, dataset.labels_train)[0], 0.0)
+    elapsed = 0.0
+    # overflow is detected below from the loss and reported with its context, not as numpy warnings
+    with np.errstate(over="ignore", invalid="ignore"):
+        for epoch in range(1, epochs + 1):
+            losses = []
+            t0 = time.perf_counter()
+            for step, (xb, yb) in enumerate(dataset.batches(batch_size, rng, augment=augment)):
+                loss = runner.train_step(xb, yb)
+                if not np.isfinite(loss):
+                    raise Diverged(epoch, step, loss, History(**{k: tuple(v) for k, v in cols.items()}))
+                losses.append(loss)
+            elapsed += time.perf_counter() - t0
+            record(epoch, float(np.mean(losses)), elapsed)
+    return History(**{k: tuple(v) for k, v in cols.items()})
