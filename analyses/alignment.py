@@ -74,7 +74,7 @@ def check(cfg: Config) -> None:
 def layer_errors(weights: dict, x: np.ndarray, y: np.ndarray, rule, act: str) -> tuple[list, float]:
     """(delta_l (n, n_l) for l = 1..L, loss) that ``rule`` delivers with ``weights`` on (x, y)."""
     L = sum(1 for k in weights if k.startswith("W"))
-    _, fprime = rules.activation(act)
+    fprime = rules.activation(act).fprime
     a, h = rules.forward(weights, x, L, act)
     e = h[-1] - y
     return rule.layer_errors(weights, a, e, fprime)[1:], rules.loss(h[-1], y)
@@ -104,8 +104,8 @@ def measure(weights: dict, rule_name: str, rule, act: str, x: np.ndarray, y: np.
     out = {"loss": loss, "angle": {}, "optimum_angle": {}, "principal_angles": {},
            "participation_ratio": {str(l): metrics.participation_ratio(deltas[l - 1])
                                    for l in range(1, L + 1)}}
-    if rule_name != "bp":
-        for l, B in metrics.feedback_matrices(weights, rule_name).items():
+    if not rule.exact_gradient and rule.topology == "layer":  # B_l is comparable with W_l^T
+        for l, B in metrics.feedback_matrices(weights, rule).items():
             out["angle"][str(l)] = metrics.alignment_angle(B, weights[f"W{l}"])
     if rule_name == "ldfa":
         for l in range(2, L + 1):

@@ -56,15 +56,17 @@ def explained_variance(W: np.ndarray, r: int) -> float:
     return float(np.sum(s[:r] ** 2) / np.sum(s ** 2))
 
 
-def feedback_matrices(weights: dict, rule: str) -> dict[int, np.ndarray]:
-    """The feedback B_l (n_{l-1}, n_l) in use for every layer l >= 2 of a runner's weights."""
-    L = sum(1 for k in weights if k.startswith("W"))
-    out = {}
-    for l in range(2, L + 1):
-        if rule == "ldfa":
-            out[l] = weights[f"Q{l}"] @ weights[f"P{l}"]
-        elif rule in ("fa", "kp"):
-            out[l] = weights[f"B{l}"]
-        elif rule == "bp":
-            out[l] = weights[f"W{l}"].T
-    return out
+def feedback_matrices(weights: dict, rule) -> dict[int, np.ndarray]:
+    """The feedback matrix in use by every pathway of a runner's weights, by layer index.
+
+    ``rule`` is a :class:`bioplastic.rules.Rule` or a :class:`bioplastic.Circuit` (its rule). A
+    layer-to-layer pathway l (2..L) gives B_l (n_{l-1}, n_l), comparable with W_l^T; a direct one
+    (1..L-1) gives B_l (n_l, d). An unknown rule name raises naming the valid options.
+    """
+    from . import rules
+
+    if isinstance(rule, str):
+        rule = rules.get_rule(rule)
+    elif not isinstance(rule, rules.Rule):
+        rule = rule.learning_rule
+    return rule.feedback_matrices(weights)

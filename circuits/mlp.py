@@ -22,24 +22,9 @@ import numbers
 import operator
 from collections.abc import Sequence
 
-from bioplastic.circuit import (
-    ACTIVATIONS,
-    NEURONS,
-    RULES,
-    SUBSPACES,
-    Circuit,
-    CircuitError,
-    Population,
-    Projection,
-)
-
-#: Initialisation (P, Q) of the LDFA factors for each subspace rule: learnt subspaces start from the
-#: truncated SVD of W^T (as the authors' code does). Fixed feedback is task-agnostic random: P reads
-#: r random orthonormal directions of the error, Q spreads them with fa's gain ("expand"), so QP has
-#: singular values of fa's typical size at every rank (i.i.d. factors instead put all of fa's energy
-#: into r directions, which made r = 1 diverge on the digits). Oja starts from the same draw.
-SUBSPACE_INIT = {"fixed": ("orthonormal", "expand"), "normative": ("svd", "svd"),
-                 "local": ("svd", "svd"), "oja": ("orthonormal", "expand")}
+from bioplastic import neurons, rules
+from bioplastic.circuit import Circuit, CircuitError, Population, Projection
+from bioplastic.circuit.keys import key
 
 
 def _as_int(value):
@@ -52,22 +37,27 @@ def _as_int(value):
         return value
 
 
-def _ranks(rank, sizes: list[int]) -> list[int]:
-    """Per-pathway ranks r_2..r_L from one int or a sequence, checked against the layer sizes."""
-    L = len(sizes) - 1
+def _ranks(rank, rule, sizes: list[int]) -> list[int]:
+    """One rank per bottleneck from one int or a sequence, checked against the rule's bounds."""
+    bounds = rule.rank_bounds(sizes)
+    n = len(bounds)
     if rank is None:
-        raise CircuitError("rule 'ldfa' needs rank=r (an int, or one int per feedback pathway, "
-                           f"{L - 1} here)")
-    ranks = [_as_int(r) for r in rank] if isinstance(rank, (list, tuple)) else [_as_int(rank)] * (L - 1)
-    if len(ranks) != L - 1:
-        raise CircuitError(f"rank has {len(ranks)} entries; this network has {L - 1} feedback "
-                           f"pathways (into layers 1..{L - 1})")
-    for l, r in zip(range(2, L + 1), ranks):
-        hi = min(sizes[l - 1], sizes[l])
-        if not isinstance(r, int) or isinstance(r, bool) or not 1 <= r <= hi:
+        raise CircuitError(f"rule {rule.name!r} needs rank=r (an int, or one int per feedback pathway, "
+                           f"{n} here)")
+    ranks = [_as_int(r) for r in rank] if isinstance(rank, (list, tuple)) else [_as_int(rank)] * n
+    if len(ranks) != n:
+        raise CircuitError(f"rank has {len(ranks)} entries; this network has {n} feedback "
+                           f"pathway{'s' if n > 1 else ''} with a bottleneck (rule {rule.name!r})")
+    for i, (r, hi) in enumerate(zip(ranks, bounds)):
+        if isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= hi:
+            continue
+        if rule.topology == "layer":
+            l = i + 2
             raise CircuitError(f"rank {r!r} for the feedback into layer {l - 1} is out of range: it "
                                f"must be an int in 1..{hi} = min(n_{l-1}={sizes[l-1]}, n_{l}={sizes[l]}); "
                                "pass one rank per pathway to vary it")
+        raise CircuitError(f"rank {r!r} for the broadcast bottleneck is out of range: it must be an "
+                           f"int in 1..{hi} = d, the output size")
     return ranks
 
 
@@ -111,16 +101,26 @@ def mlp(sizes: Sequence[int], rule: str = "ldfa", rank: int | Sequence[int] | No
     sizes = [_as_int(n) for n in sizes]
     if len(sizes) < 2 or not all(isinstance(n, int) and n >= 1 for n in sizes):
         raise CircuitError(f"sizes must be at least two positive ints (input, ..., output); got {sizes}")
-    if rule not in RULES:
-        raise CircuitError(f"unknown rule {rule!r}; valid options: {', '.join(RULES)}")
-    if rule == "ldfa" and subspace not in SUBSPACES:
-        raise CircuitError(f"unknown subspace {subspace!r}; valid options: {', '.join(SUBSPACES)}")
-    if activation not in ACTIVATIONS:
-        raise CircuitError(f"unknown activation {activation!r}; valid options: {', '.join(ACTIVATIONS)}")
-    if neuron not in NEURONS:
-        raise CircuitError(f"unknown neuron model {neuron!r}; valid options: {', '.join(NEURONS)}")
-    if rule != "ldfa" and rank is not None:
-        raise CircuitError(f"rank is an ldfa setting; rule {rule!r} has no rank (use rule='ldfa')")
+    if rule not in rules.RULES:
+        raise CircuitError(f"unknown rule {rule!r}; valid options: {', '.join(rules.RULES)}")
+    rule_cls = rules.RULES[rule]
+    low_rank = rule_cls.rank == "required" or (rule_cls.rank == "optional" and rank is not None)
+    if low_rank and subspace not in rules.SUBSPACES:
+        raise CircuitError(f"unknown subspace {subspace!r}; valid options: {', '.join(rules.SUBSPACES)}")
+    if activation not in neurons.ACTIVATIONS:
+        raise CircuitError(f"unknown activation {activation!r}; valid options: "
+                           f"{', '.join(neurons.ACTIVATIONS)}")
+    if neuron not in neurons.NEURON_MODELS:
+        raise CircuitError(f"unknown neuron model {neuron!r}; valid options: "
+                           f"{', '.join(neurons.NEURON_MODELS)}")
+    if rule_cls.rank == "none" and rank is not None:
+        takes = [n for n, c in rules.RULES.items() if c.rank != "none"]
+        raise CircuitError(f"rank is an ldfa setting; rule {rule!r} has no rank (rules that take "
+                           f"one: {', '.join(takes)})")
+    try:
+        learning = rules.get_rule(rule, subspace if low_rank else None, low_rank=low_rank)
+    except ValueError as err:
+        raise CircuitError(str(err)) from None
     feedback_lr = lr if feedback_lr is None else feedback_lr
     for name, value in (("lr", lr), ("feedback_lr", feedback_lr), ("decay", decay)):
         if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
@@ -137,30 +137,13 @@ def mlp(sizes: Sequence[int], rule: str = "ldfa", rank: int | Sequence[int] | No
     pops += [Population("output", d, "output", "linear", neuron, bias),
              Population("target", d, "target", "linear", neuron),
              Population("error", d, "error", "linear", neuron)]
-    projs = [Projection(f"W{l}", names[l - 1], names[l], "forward", "sgd", "normal", l)
+    projs = [Projection(key("W", l), names[l - 1], names[l], "forward", "sgd", "normal", l)
              for l in range(1, L + 1)]
     projs += [Projection("E_output", "output", "error", "error", "fixed", "identity", L),
               Projection("E_target", "target", "error", "error", "fixed", "negative_identity", L)]
-
-    def error_of(l: int) -> str:
-        # the output layer's error lives in the error population; hidden layers carry their own
-        return "error" if l == L else names[l]
-
-    if rule in ("bp", "fa", "kp"):
-        plastic, init = {"bp": ("transport", "transpose"), "fa": ("fixed", "normal"),
-                         "kp": ("kp", "normal")}[rule]
-        projs += [Projection(f"B{l}", error_of(l), names[l - 1], "feedback", plastic, init, l)
-                  for l in range(2, L + 1)]
-    elif rule == "dfa":
-        projs += [Projection(f"B{l}", "error", names[l], "feedback", "fixed", "normal", l)
-                  for l in range(1, L)]
-    else:
-        p_init, q_init = SUBSPACE_INIT[subspace]
-        for l, r in zip(range(2, L + 1), _ranks(rank, sizes)):
-            pops.append(Population(f"feedback{l}", r, "feedback", "linear", neuron))
-            projs += [Projection(f"P{l}", error_of(l), f"feedback{l}", "feedback", subspace, p_init, l),
-                      Projection(f"Q{l}", f"feedback{l}", names[l - 1], "feedback", subspace, q_init, l)]
+    ranks = _ranks(rank, learning, sizes) if low_rank else None
+    fb_pops, fb_projs = learning.feedback_circuit(names, sizes, ranks, neuron)
     circuit = Circuit.from_records(
-        pops, projs, rule=rule, subspace=subspace if rule == "ldfa" else None,
+        pops + fb_pops, projs + fb_projs, rule=rule, subspace=subspace if low_rank else None,
         lr=float(lr), feedback_lr=float(feedback_lr), decay=float(decay), seed=int(seed))
     return circuit.validate()

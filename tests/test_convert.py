@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch import nn
 
+from bioplastic import rules
 from bioplastic.rules import ldfa as ldfa_rules
 from bioplastic.torch import CONVERTERS, FeedbackLinear, convert, functional, subspace_grads
 
@@ -77,7 +78,7 @@ def test_layer_gradients_match_numpy(rule, subspace):
         assert layer.P.grad is None and layer.Q.grad is None
     elif rule == "ldfa":
         n = xr.shape[0]
-        want_p, want_q = ldfa_rules.SUBSPACE_RULES[subspace](np_(layer.P), np_(layer.Q), W, xr, n * gr)
+        want_p, want_q = rules.SUBSPACE_RULES[subspace](np_(layer.P), np_(layer.Q), W, xr, n * gr)
         if subspace == "oja":  # C: mean over rows of the per-sample error, delta = batch (2) * g
             want_p, _ = ldfa_rules.oja_gradients(np_(layer.P), np_(layer.Q), W, xr, 2 * gr)
         close(np_(layer.P.grad), want_p)
@@ -91,7 +92,7 @@ def test_subspace_grads_function_matches_rules(subspace):
     P, Q, W = rng.normal(size=(2, 5)), rng.normal(size=(8, 2)), rng.normal(size=(5, 8))
     x, g = rng.normal(size=(11, 8)), rng.normal(size=(11, 5))
     got = subspace_grads(subspace, *(torch.tensor(a) for a in (P, Q, W, x, g)))
-    want = ldfa_rules.SUBSPACE_RULES[subspace](P, Q, W, x, 11 * g)
+    want = rules.SUBSPACE_RULES[subspace](P, Q, W, x, 11 * g)
     for a, b in zip(got, want):
         close(np_(a), b)
     assert subspace_grads("fixed", *(torch.tensor(a) for a in (P, Q, W, x, g))) == (None, None)

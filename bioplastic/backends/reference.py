@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..circuit.init import initial_weights
-from ..rules import forward, get_rule, train_step
+from ..rules import forward, train_step
 from ._base import AbstractRunner, check_batch
 
 
@@ -21,7 +21,7 @@ class ReferenceRunner(AbstractRunner):
 
     def __init__(self, circuit, weights=None):
         super().__init__(circuit)
-        self.rule = get_rule(circuit.rule, circuit.subspace)
+        self.rule = self.circuit.learning_rule
         self.weights = initial_weights(circuit)
         if weights is not None:
             self.set_weights(weights)

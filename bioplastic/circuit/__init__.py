@@ -2,20 +2,16 @@
 initial weights and drawing. Holds no arrays and no simulator objects; backends translate it."""
 
 from .graph import (
-    ACTIVATIONS,
     INITS,
-    NEURONS,
-    PLASTICITY,
     POPULATION_ROLES,
     PROJECTION_ROLES,
-    RULES,
-    SUBSPACES,
     Circuit,
     CircuitError,
     LearningParams,
     Population,
     Projection,
 )
+from .keys import WeightKey, key, parse_key
 
-__all__ = ["ACTIVATIONS", "INITS", "NEURONS", "PLASTICITY", "POPULATION_ROLES", "PROJECTION_ROLES",
-           "RULES", "SUBSPACES", "Circuit", "CircuitError", "LearningParams", "Population", "Projection"]
+__all__ = ["INITS", "POPULATION_ROLES", "PROJECTION_ROLES", "Circuit", "CircuitError", "LearningParams",
+           "Population", "Projection", "WeightKey", "key", "parse_key"]

@@ -18,7 +18,7 @@ Every projection's matrix is stored **(post, pre)**. For a layered network with 
 
 Node attributes (a population): ``size``, ``role`` (one of :data:`POPULATION_ROLES`), ``activation``,
 ``neuron``, ``bias``. Edge attributes (a projection): ``name`` (the weight key above), ``role`` (one of
-:data:`PROJECTION_ROLES`), ``rule`` (how it changes, one of :data:`PLASTICITY`), ``init``.
+:data:`PROJECTION_ROLES`), ``rule`` (how it changes, one of :func:`bioplastic.rules.plasticity_labels`), ``init``.
 Circuit-wide learning parameters live in ``graph.graph``.
 """
 
@@ -35,24 +35,24 @@ from typing import Any
 
 import networkx as nx
 
+from .keys import key, kind_of, parse_key
+
 #: Roles a population can play.
 POPULATION_ROLES = ("input", "hidden", "output", "target", "error", "feedback")
 #: Roles a projection can play.
 PROJECTION_ROLES = ("forward", "feedback", "error")
-#: How a projection's synapses change. ``sgd``: the forward update -lr * delta h^T;
-#: ``transport``: a copy of the forward weights (bp); ``fixed``: never; ``kp``: Kolen-Pollack;
-#: ``normative``, ``local``, ``oja``: the LDFA subspace rules (see :mod:`bioplastic.rules.ldfa`).
-PLASTICITY = ("sgd", "transport", "fixed", "kp", "normative", "local", "oja")
-#: Credit-assignment rules a circuit can be built for.
-RULES = ("bp", "fa", "dfa", "kp", "ldfa")
-#: Ways the LDFA factors Q and P can learn.
-SUBSPACES = ("fixed", "normative", "local", "oja")
-#: Unit nonlinearities understood by every backend.
-ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
 #: Initialisations (see :mod:`bioplastic.circuit.init`).
 INITS = ("normal", "expand", "svd", "orthonormal", "identity", "negative_identity", "transpose", "zeros")
-#: Neuron models; ``rate`` is the only one every backend implements.
-NEURONS = ("rate",)
+
+# The names of rules, subspace rules, plasticities, activations and neuron models are not listed
+# here: they come from their registries (bioplastic.rules, bioplastic.neurons), so a rule
+# registered from a user's file is valid in a circuit at once.
+
+
+def _registries():
+    from .. import neurons, rules
+
+    return rules, neurons
 
 
 class CircuitError(ValueError):
@@ -76,9 +76,9 @@ class Population:
     role : str
         One of :data:`POPULATION_ROLES`.
     activation : str
-        Rate nonlinearity f of the population, one of :data:`ACTIVATIONS`.
+        Rate nonlinearity f of the population, a key of :data:`bioplastic.neurons.ACTIVATIONS`.
     neuron : str
-        Neuron model, one of :data:`NEURONS`.
+        Neuron model, one of :data:`bioplastic.neurons.NEURON_MODELS`.
     bias : bool
         Whether the population has a learnt bias (key ``b{l}``).
     """
@@ -104,7 +104,7 @@ class Projection:
     role : str
         One of :data:`PROJECTION_ROLES`.
     rule : str
-        Plasticity, one of :data:`PLASTICITY`.
+        Plasticity, one of :func:`bioplastic.rules.plasticity_labels`.
     init : str
         Initialisation, one of :data:`INITS`.
     layer : int
@@ -180,13 +180,23 @@ class Circuit:
     # ----------------------------------------------------------------- queries
     @property
     def rule(self) -> str:
-        """Credit-assignment rule, one of :data:`RULES`."""
+        """Credit-assignment rule, a key of :data:`bioplastic.rules.RULES`."""
         return self.graph.graph["rule"]
 
     @property
     def subspace(self) -> str | None:
         """LDFA subspace rule, or None for other rules."""
         return self.graph.graph.get("subspace")
+
+    @property
+    def learning_rule(self):
+        """The :class:`bioplastic.rules.Rule` object this circuit is built for (from the registry)."""
+        rules, _ = _registries()
+        low_rank = any(r == "feedback" for _, r in self.graph.nodes(data="role"))
+        try:
+            return rules.get_rule(self.rule, self.subspace, low_rank=low_rank)
+        except ValueError as err:
+            raise CircuitError(str(err)) from None
 
     @property
     def params(self) -> LearningParams:
@@ -261,17 +271,22 @@ class Circuit:
 
     @property
     def ranks(self) -> dict[int, int]:
-        """Feedback rank of each LDFA pathway, by layer index l (the pathway into layer l-1)."""
+        """Rank of each low-rank feedback pathway, by the layer index of its P (the error it reads)."""
         return {p.layer: self.shape(p.name)[0] for p in self.projections.values()
-                if p.name.startswith("P")}
+                if kind_of(p.name) == "P"}
 
     def weight_keys(self) -> list[str]:
         """Keys a runner's ``get_weights`` returns: W, b, then feedback matrices, in layer order."""
-        keys = [f"W{l}" for l in range(1, self.n_layers + 1)]
-        keys += [f"b{l}" for l, n in enumerate(self.layers) if l and self.graph.nodes[n]["bias"]]
+        keys = [key("W", l) for l in range(1, self.n_layers + 1)]
+        keys += [key("b", l) for l, n in enumerate(self.layers) if l and self.graph.nodes[n]["bias"]]
         fb = [p for p in self.projections.values() if p.role == "feedback" and p.rule != "transport"]
         keys += [p.name for p in sorted(fb, key=lambda p: (p.layer, p.name))]
         return keys
+
+    def weight_shape(self, name: str) -> tuple[int, ...]:
+        """Shape of weight ``name``: (post, pre) for a projection, (n_l,) for a bias ``b{l}``."""
+        k = parse_key(name)
+        return (self.sizes[k.layer],) if k.kind == "b" else self.shape(name)
 
     # ----------------------------------------------------------------- validation
     def validate(self) -> Circuit:
@@ -280,10 +295,13 @@ class Circuit:
         Returns the circuit so calls can be chained.
         """
         g = self.graph
-        if g.graph.get("rule") not in RULES:
-            raise _choice_error("rule", g.graph.get("rule"), RULES)
-        if g.graph["rule"] == "ldfa" and g.graph.get("subspace") not in SUBSPACES:
-            raise _choice_error("subspace", g.graph.get("subspace"), SUBSPACES)
+        rules, neurons = _registries()
+        if g.graph.get("rule") not in rules.RULES:
+            raise _choice_error("rule", g.graph.get("rule"), rules.RULES)
+        subspace = g.graph.get("subspace")
+        if subspace is not None and subspace not in rules.SUBSPACES:
+            raise _choice_error("subspace", subspace, rules.SUBSPACES)
+        ACTIVATIONS, NEURONS, PLASTICITY = neurons.ACTIVATIONS, neurons.NEURON_MODELS, rules.plasticity_labels()
         for name, attrs in g.nodes(data=True):
             size = attrs.get("size")
             if not isinstance(size, int) or isinstance(size, bool) or size < 1:
@@ -307,10 +325,10 @@ class Circuit:
                 raise _choice_error(f"plasticity of {label}:", attrs.get("rule"), PLASTICITY)
             if attrs.get("init") not in INITS:
                 raise _choice_error(f"init of {label}:", attrs.get("init"), INITS)
-        for key in ("lr", "feedback_lr", "decay"):
-            value = g.graph.get(key, 0.0)
+        for param in ("lr", "feedback_lr", "decay"):
+            value = g.graph.get(param, 0.0)
             if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
-                raise CircuitError(f"{key} must be a finite number >= 0; got {value!r}")
+                raise CircuitError(f"{param} must be a finite number >= 0; got {value!r}")
         seed = g.graph.get("seed", 0)
         if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
             raise CircuitError(f"seed must be an int >= 0; got {seed!r}")
@@ -320,7 +338,7 @@ class Circuit:
             raise CircuitError(f"forward chain {layers} has roles {roles}; expected input, hidden..., output")
         for l in range(1, len(layers)):
             proj = g.edges[layers[l - 1], layers[l]]
-            if proj["name"] != f"W{l}":
+            if proj["name"] != key("W", l):
                 raise CircuitError(f"forward projection {layers[l-1]} -> {layers[l]} is named "
                                    f"{proj['name']!r}; expected 'W{l}'")
         if g.nodes[layers[-1]]["activation"] != "linear":
@@ -340,89 +358,92 @@ class Circuit:
         proj = self.projections
         for p in proj.values():
             post, pre = self.shape(p.name)
-            partner = {"P": "Q", "Q": "P"}.get(p.name[0], "") + p.name[1:]
-            if p.init == "svd" and (p.name[0] not in "PQ" or proj.get(partner) is None
-                                    or proj[partner].init != "svd"):
+            kind = kind_of(p.name)
+            partner = self.partner(p.name)
+            if p.init == "svd" and (kind not in "PQ" or partner is None or partner.init != "svd"
+                                    or key("W", parse_key(partner.name).layer) not in proj
+                                    or p.layer != parse_key(partner.name).layer):
                 raise CircuitError(f"projection {p.name!r} has init 'svd', which factorises W^T into "
                                    "an LDFA pair: it needs both P and Q of the layer on 'svd'")
-            if p.init == "expand" and not (p.name[0] == "Q" and partner in proj):
+            if p.init == "expand" and not (kind == "Q" and partner is not None):
                 raise CircuitError(f"projection {p.name!r} has init 'expand', which is for an LDFA "
                                    "Q{l} whose P{l} exists")
             if p.init == "orthonormal" and post > pre:
                 raise CircuitError(f"projection {p.name!r} ({post} x {pre}) cannot have orthonormal "
                                    "rows: it has more rows than columns")
 
+    def partner(self, name: str) -> Projection | None:
+        """The other factor of a low-rank pathway: for a Q, the P that feeds its bottleneck; for a P,
+        the Q of the same layer reading its bottleneck (None when there is none)."""
+        p = self.projection(name)
+        kind = kind_of(name)
+        if kind == "Q":
+            found = [q for q in self.projections.values() if q.post == p.pre and kind_of(q.name) == "P"]
+        elif kind == "P":
+            found = [q for q in self.projections.values() if q.pre == p.post and kind_of(q.name) == "Q"]
+            same = [q for q in found if q.layer == p.layer]
+            found = same or found
+        else:
+            return None
+        return found[0] if found else None
+
     def _validate_feedback(self, layers: list[str]) -> None:
-        """Each rule needs its own feedback pathway; check it is complete and of the right shape."""
-        rule, L = self.rule, len(layers) - 1
+        """The feedback pathway must be exactly the one the rule declares for these sizes and ranks."""
+        rule = self.learning_rule
         sizes = [self.graph.nodes[n]["size"] for n in layers]
-        proj = self.projections
         error_pops = [n for n, r in self.graph.nodes(data="role") if r == "error"]
         if len(error_pops) != 1:
             raise CircuitError(f"a circuit needs exactly one error population, found {error_pops}")
         if self.graph.nodes[error_pops[0]]["size"] != sizes[-1]:
             raise CircuitError(f"error population {error_pops[0]!r} has size "
                                f"{self.graph.nodes[error_pops[0]]['size']}, output has {sizes[-1]}")
-
-        def need(key: str, shape: tuple[int, int], rules: tuple[str, ...]) -> None:
-            if key not in proj:
-                raise CircuitError(f"rule {rule!r} needs projection {key!r} (shape {shape}); it is missing")
-            if self.shape(key) != shape:
-                raise CircuitError(f"projection {key!r} has shape {self.shape(key)}, rule {rule!r} "
-                                   f"needs {shape} (post, pre)")
-            if proj[key].rule not in rules:
-                raise CircuitError(f"projection {key!r} has plasticity {proj[key].rule!r}; rule {rule!r} "
-                                   f"allows {', '.join(rules)}")
-
-        for l in range(2, L + 1):
-            if rule in ("bp", "fa", "kp"):
-                plastic = {"bp": ("transport",), "fa": ("fixed",), "kp": ("kp",)}[rule]
-                need(f"B{l}", (sizes[l - 1], sizes[l]), plastic)
-            elif rule == "ldfa":
-                p_shape = self.shape(f"P{l}") if f"P{l}" in proj else (None, sizes[l])
-                r = p_shape[0]
-                if r is not None and not 1 <= r <= min(sizes[l - 1], sizes[l]):
-                    raise CircuitError(f"feedback rank of layer {l} is {r}; it must lie in "
-                                       f"1..{min(sizes[l - 1], sizes[l])} = min(n_{l-1}, n_{l})")
-                allowed = (self.subspace,)
-                need(f"P{l}", (r, sizes[l]), allowed)
-                need(f"Q{l}", (sizes[l - 1], r), allowed)
-        if rule == "dfa":
-            for l in range(1, L):
-                need(f"B{l}", (sizes[l], sizes[-1]), ("fixed",))
+        ranks = rule.ranks_of(self)
+        bounds = rule.rank_bounds(sizes)
+        if rule.form == "low_rank":
+            if len(ranks) != len(bounds):
+                raise CircuitError(f"rule {rule.name!r} needs {len(bounds)} bottleneck pathway(s) "
+                                   f"(P projections); found {len(ranks)}")
+            for l, r, hi in zip(sorted(self.ranks), ranks, bounds):
+                if not 1 <= r <= hi:
+                    raise CircuitError(f"feedback rank of layer {l} is {r}; it must lie in 1..{hi}")
+        names = list(layers[:-1]) + [layers[-1]]
+        _, expected = rule.feedback_circuit(names, sizes, ranks or None)
+        proj = {p.name: p for p in self.projections.values() if p.role == "feedback"}
+        for want in expected:
+            have = proj.pop(want.name, None)
+            shape = (self.graph.nodes[want.post]["size"], self.graph.nodes[want.pre]["size"]) \
+                if want.pre in self.graph and want.post in self.graph else None
+            if have is None:
+                raise CircuitError(f"rule {rule.name!r} needs projection {want.name!r} (shape {shape}, "
+                                   f"{want.pre} -> {want.post}); it is missing")
+            if (have.pre, have.post) != (want.pre, want.post):
+                raise CircuitError(f"projection {want.name!r} goes {have.pre} -> {have.post}; rule "
+                                   f"{rule.name!r} needs {want.pre} -> {want.post}")
+            if self.shape(want.name) != shape:
+                raise CircuitError(f"projection {want.name!r} has shape {self.shape(want.name)}, rule "
+                                   f"{rule.name!r} needs {shape} (post, pre)")
+            if have.rule != want.rule:
+                raise CircuitError(f"projection {want.name!r} has plasticity {have.rule!r}; rule "
+                                   f"{rule.name!r} allows {want.rule}")
+        if proj:
+            raise CircuitError(f"rule {rule.name!r} has no use for feedback projection(s) "
+                               f"{', '.join(sorted(proj))}")
 
     # ----------------------------------------------------------------- biology
     def constraints(self) -> list[dict[str, Any]]:
-        """What each layer's credit assignment needs, as one dict per hidden layer.
+        """What each hidden layer's credit assignment needs, as one dict per hidden layer.
 
         Keys: ``layer`` (l), ``population``, ``error_dim`` (rank bound of the error map into it),
         ``source`` (where its error comes from), ``feedback_neurons`` (neurons the feedback pathway
         passes through), ``weight_transport`` (feedback synapses copy forward weights),
         ``nonlocal`` (a plastic feedback synapse reads information absent at that synapse, such as
-        the forward matrix W for the normative rule). The ``local`` and ``oja`` rules count as local:
-        they read rates and errors at the synapse, plus the bottleneck's forward projection Q^T h
-        (``local``) or the error's reconstruction P^T z (``oja``), which a circuit carries through
-        reciprocal synapses mirroring the feedback factors (not the forward weights; see the
-        brian2 backend).
+        the forward matrix W for the normative rule), ``reads`` (weight kind -> what its plastic
+        synapses read) and ``symmetric`` (symmetric wiring the plasticity needs, such as the
+        reciprocal synapses mirroring Q that carry Q^T h to the bottleneck for the ``local`` rule).
+        Every fact comes from the rule's declaration (:mod:`bioplastic.rules`).
         """
         self.validate()
-        layers, sizes, rule = self.layers, self.sizes, self.rule
-        out = []
-        for l in range(1, len(layers) - 1):
-            d = sizes[-1]
-            source = "error" if l == len(layers) - 2 or rule == "dfa" else layers[l + 1]
-            row = {"layer": l, "population": layers[l], "source": source, "weight_transport": False,
-                   "nonlocal": False}
-            if rule == "dfa":
-                row.update(error_dim=min(d, sizes[l]), feedback_neurons=d)
-            elif rule == "ldfa":
-                r = self.shape(f"P{l + 1}")[0]
-                row.update({"error_dim": r, "feedback_neurons": r, "nonlocal": self.subspace == "normative"})
-            else:
-                row.update(error_dim=min(sizes[l], sizes[l + 1]), feedback_neurons=sizes[l + 1],
-                           weight_transport=rule == "bp")
-            out.append(row)
-        return out
+        return self.learning_rule.constraints(self)
 
     # ----------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ Each projection's ``init`` says how (shapes are (post, pre)):
   norm in r directions instead);
 * ``svd``: LDFA factors from the truncated SVD of the layer's initial W^T: with
   W_l^T = U S V^T, Q_l = U_r S_r^{1/2} and P_l = S_r^{1/2} V_r^T, so Q_l P_l is the best rank-r
-  approximation of W_l^T (research/paper.md section 2.3);
+  approximation of W_l^T (arXiv 2502.20580, section "A normative rule for the feedback");
 * ``orthonormal``: random matrix with orthonormal rows (Oja's fixed points are such matrices);
 * ``transpose``: W_l^T (bp; not stored, the runner reads W_l);
 * ``identity`` / ``negative_identity`` / ``zeros``: fixed wiring.
@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import Circuit
+from .graph import INITS, Circuit
+from .keys import key, parse_key
 
 
 def _svd_factors(W: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
@@ -41,31 +42,34 @@ def initial_weights(circuit: Circuit) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(circuit.params.seed)
     projections = circuit.projections
     weights: dict[str, np.ndarray] = {}
-    for key in circuit.weight_keys():
-        if key.startswith("b"):
-            weights[key] = np.zeros(circuit.sizes[int(key[1:])])
+    for name in circuit.weight_keys():
+        k = parse_key(name)
+        if k.kind == "b":
+            weights[name] = np.zeros(circuit.sizes[k.layer])
             continue
-        proj = projections[key]
-        post, pre = circuit.shape(key)
+        proj = projections[name]
+        post, pre = circuit.shape(name)
         if proj.init == "normal":
-            weights[key] = rng.normal(0.0, 1.0 / np.sqrt(pre), size=(post, pre))
+            weights[name] = rng.normal(0.0, 1.0 / np.sqrt(pre), size=(post, pre))
         elif proj.init == "expand":
-            n_error = circuit.shape(f"P{key[1:]}")[1]
-            weights[key] = rng.normal(0.0, 1.0 / np.sqrt(n_error), size=(post, pre))
+            n_error = circuit.shape(circuit.partner(name).name)[1]  # the error its P reads
+            weights[name] = rng.normal(0.0, 1.0 / np.sqrt(n_error), size=(post, pre))
         elif proj.init == "orthonormal":
             q, _ = np.linalg.qr(rng.normal(size=(pre, post)))
-            weights[key] = q.T
+            weights[name] = q.T
         elif proj.init == "zeros":
-            weights[key] = np.zeros((post, pre))
+            weights[name] = np.zeros((post, pre))
         elif proj.init == "svd":
-            if key.startswith("P"):
-                r = post
-                weights[key], weights[f"Q{key[1:]}"] = _svd_factors(weights[f"W{key[1:]}"], r)
+            if k.kind == "P":
+                weights[name], weights[key("Q", k.layer)] = _svd_factors(weights[key("W", k.layer)], post)
         elif proj.init in ("transpose", "identity", "negative_identity"):
-            raise ValueError(f"projection {key!r} has init {proj.init!r}, which is wiring, not a "
+            raise ValueError(f"projection {name!r} has init {proj.init!r}, which is wiring, not a "
                              "stored weight")
-    for key, value in weights.items():
-        expected = (circuit.sizes[int(key[1:])],) if key.startswith("b") else circuit.shape(key)
+        else:
+            raise ValueError(f"projection {name!r} has init {proj.init!r}; valid options: "
+                             f"{', '.join(INITS)}")
+    for name, value in weights.items():
+        expected = circuit.weight_shape(name)
         if value.shape != expected:  # validate() rules this out; keep the promise explicit
-            raise ValueError(f"initialised {key!r} with shape {value.shape}, expected {expected}")
+            raise ValueError(f"initialised {name!r} with shape {value.shape}, expected {expected}")
     return {k: weights[k] for k in circuit.weight_keys()}

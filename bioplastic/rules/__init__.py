@@ -1,9 +1,13 @@
-"""The abstract learning rules: plain float64 math, the specification every backend is held to.
+"""HOW errors reach layers: the learning rules, each declared once, and their registry.
 
-One module per family (:mod:`.bp`, :mod:`.fa` (fa, dfa), :mod:`.kp`, :mod:`.ldfa`); the shared
-forward pass and weight update are in :mod:`._base`. :func:`train_step` is one batch-mean SGD step
-of DESIGN.md's "abstract rule": every layer error is computed with the current weights, then every
-matrix moves at once.
+* :mod:`._base`: the forward pass, the loss, the forward-weight update, the :class:`Rule` interface;
+* one module per credit-assignment rule: :mod:`.bp`, :mod:`.fa`, :mod:`.dfa`, :mod:`.kp`, :mod:`.ldfa`;
+* :mod:`.subspace`: one module per subspace rule of low-rank feedback (``fixed``, ``normative``,
+  ``local``, ``oja``, ``q_only``);
+* :mod:`.registry`: :data:`RULES`, :data:`SUBSPACES`, :func:`register_rule`, :func:`register_subspace`.
+
+:func:`train_step` is one batch-mean SGD step of the abstract rule (the specification every backend
+is held to): every layer error is computed with the current weights, then every matrix moves at once.
 """
 
 from __future__ import annotations
@@ -13,27 +17,35 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._base import ACTIVATIONS, AbstractRule, activation, forward, forward_gradients, loss
+from ..neurons import ACTIVATIONS, activation
+from ._base import FORMS, TOPOLOGIES, Rule, forward, forward_gradients, loss
 from .bp import Backprop
-from .fa import DirectFeedbackAlignment, FeedbackAlignment
+from .dfa import DirectFeedback
+from .fa import FeedbackAlignment
 from .kp import KolenPollack
-from .ldfa import SUBSPACE_RULES, LowDimensionalFeedback, subspace_rule
+from .ldfa import LowDimensionalFeedback
+from .registry import (
+    RULES,
+    SUBSPACES,
+    get_rule,
+    get_subspace,
+    plasticity_labels,
+    register_rule,
+    register_subspace,
+    synapse_rule,
+    unregister,
+)
+from .subspace import BUILTIN as _BUILTIN_SUBSPACES
+from .subspace import SubspaceRule
 
-#: Rule name -> rule class; every registration in one list.
-RULES: dict[str, type[AbstractRule]] = {
-    "bp": Backprop,
-    "fa": FeedbackAlignment,
-    "dfa": DirectFeedbackAlignment,
-    "kp": KolenPollack,
-    "ldfa": LowDimensionalFeedback,
-}
+# The built-in rules enter through the same public API a user's rule does.
+for _rule in (Backprop, FeedbackAlignment, DirectFeedback, KolenPollack, LowDimensionalFeedback):
+    register_rule(_rule)
+for _sub in _BUILTIN_SUBSPACES:
+    register_subspace(_sub)
 
-
-def get_rule(name: str, subspace: str | None = None) -> AbstractRule:
-    """The rule object for ``name`` (and ``subspace`` for ldfa); raises naming the valid options."""
-    if name not in RULES:
-        raise ValueError(f"unknown rule {name!r}; valid options: {', '.join(RULES)}")
-    return RULES[name](subspace or "local") if name == "ldfa" else RULES[name]()
+#: Former name of :class:`Rule`.
+AbstractRule = Rule
 
 
 @dataclass(frozen=True)
@@ -55,7 +67,7 @@ class StepResult:
     delta: list
 
 
-def train_step(weights: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray, rule: AbstractRule,
+def train_step(weights: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray, rule: Rule,
                act: str, lr: float, feedback_lr: float, decay: float = 0.0) -> StepResult:
     """One batch-mean SGD step of ``rule``.
 
@@ -65,7 +77,7 @@ def train_step(weights: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray, 
         ``W{l}``, ``b{l}`` and the rule's feedback matrices (``B{l}`` or ``P{l}``, ``Q{l}``).
     x : ndarray, shape (batch, n_0)
     y : ndarray, shape (batch, d)
-    rule : AbstractRule
+    rule : Rule
     act : str
         Hidden nonlinearity.
     lr, feedback_lr, decay : float
@@ -73,23 +85,44 @@ def train_step(weights: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray, 
         and plastic feedback, not biases): ``M <- M - eta (grad + lambda M)``.
     """
     n_layers = sum(1 for k in weights if k.startswith("W"))
-    _, fprime = activation(act)
+    fprime = activation(act).fprime
     a, h = forward(weights, x, n_layers, act)
     e = h[-1] - y
     delta = rule.layer_errors(weights, a, e, fprime)
     grads = forward_gradients(h, delta, weights)
     fb_grads = rule.feedback_gradients(weights, h, delta, grads)
     new = dict(weights)
-    for key, g in grads.items():
-        step = g + decay * weights[key] if key.startswith("W") else g
-        new[key] = weights[key] - lr * step
-    for key, g in fb_grads.items():
-        new[key] = weights[key] - feedback_lr * (g + decay * weights[key])
+    for name, g in grads.items():
+        step = g + decay * weights[name] if name.startswith("W") else g
+        new[name] = weights[name] - lr * step
+    for name, g in fb_grads.items():
+        new[name] = weights[name] - feedback_lr * (g + decay * weights[name])
     return StepResult(new, loss(h[-1], y), delta)
 
 
+def subspace_rule(name: str):
+    """The specification of subspace rule ``name`` as a function (P, Q, W, h, delta) -> (grad_P, grad_Q)."""
+    return get_subspace(name).gradients
+
+
+#: Subspace rule name -> its specification function (a live view of :data:`SUBSPACES`).
+class _SpecView(Mapping):
+    def __getitem__(self, name):
+        return subspace_rule(name)
+
+    def __iter__(self):
+        return iter(SUBSPACES)
+
+    def __len__(self):
+        return len(SUBSPACES)
+
+
+SUBSPACE_RULES = _SpecView()
+
 __all__ = [
-    "ACTIVATIONS", "AbstractRule", "Backprop", "DirectFeedbackAlignment", "FeedbackAlignment",
-    "KolenPollack", "LowDimensionalFeedback", "RULES", "SUBSPACE_RULES", "StepResult", "activation",
-    "forward", "forward_gradients", "get_rule", "loss", "subspace_rule", "train_step",
+    "ACTIVATIONS", "AbstractRule", "Backprop", "DirectFeedback", "FORMS", "FeedbackAlignment",
+    "KolenPollack", "LowDimensionalFeedback", "RULES", "Rule", "SUBSPACES", "SUBSPACE_RULES",
+    "StepResult", "SubspaceRule", "TOPOLOGIES", "activation", "forward", "forward_gradients",
+    "get_rule", "get_subspace", "loss", "plasticity_labels", "register_rule", "register_subspace",
+    "subspace_rule", "synapse_rule", "train_step", "unregister",
 ]

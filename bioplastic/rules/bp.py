@@ -10,13 +10,17 @@ every forward synapse, which is why :meth:`bioplastic.Circuit.constraints` flags
 
 from __future__ import annotations
 
-from ._base import AbstractRule, layer_to_layer
+from ._base import Rule
 
 
-class Backprop(AbstractRule):
-    """Exact gradient (paper's baseline, DESIGN.md "Rule")."""
+class Backprop(Rule):
+    """Exact gradient: B_l = W_l^T (the paper's baseline)."""
 
     name = "bp"
+    summary = "backpropagation: B = W^T (weight transport)"
+    form = "transport"
+    exact_gradient = True
+    brian2_transport = "w"
 
-    def layer_errors(self, weights, a, e, fprime):
-        return layer_to_layer(a, e, fprime, lambda l, delta: delta @ weights[f"W{l}"])
+    def transport(self, W):
+        return W.T

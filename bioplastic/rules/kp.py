@@ -10,18 +10,23 @@ changes W_l, read from the other side of the synapse, and both decay:
 
 With :math:`\eta_b = \eta` and :math:`\lambda > 0`, :math:`B_l - W_l^\top` shrinks by
 :math:`(1 - \eta\lambda)` every step, so B_l converges to W_l^T (Kolen & Pollack 1994;
-Akrout et al. 2019). The paper (section 2.2) uses the same argument for LDFA's Q.
+Akrout et al. 2019). Arxiv 2502.20580 uses the same argument for LDFA's Q.
 """
 
 from __future__ import annotations
 
-from .fa import FeedbackAlignment
+from ._base import Rule
 
 
-class KolenPollack(FeedbackAlignment):
+class KolenPollack(Rule):
     """FA's propagation with plastic ``B{l}``: grad B_l = (grad W_l)^T."""
 
     name = "kp"
+    summary = "Kolen-Pollack: B learns with W's update transposed, plus decay"
+    form = "dense"
+    plastic = True
+    dense_reads = "presynaptic error delta, postsynaptic rate h"
+    brian2_eligibility = "{err}_pre * rate_post"
 
-    def feedback_gradients(self, weights, h, delta, grads):
-        return {f"B{l}": grads[f"W{l}"].T for l in range(2, len(delta))}
+    def dense_gradient(self, B, W, grad_w, h_prev, delta):
+        return grad_w.T

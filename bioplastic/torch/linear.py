@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..circuit import SUBSPACES
+from ..rules import SUBSPACES
 from . import functional as fn
 
 #: Credit-assignment rules a single layer can carry (dfa needs the whole network: see DFA_HINT).

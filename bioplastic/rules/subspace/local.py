@@ -1,0 +1,45 @@
+r"""``local``: each feedback synapse learns from what it sees.
+
+.. math::
+
+    \Delta Q = -\eta_b \langle h\, (P\delta)^\top \rangle, \qquad
+    \Delta P = -\eta_b \langle (Q^\top h)\, \delta^\top \rangle .
+
+Arxiv 2502.20580, section "Learning the feedback with local rules". A Q synapse reads its
+presynaptic bottleneck rate z = P delta and its postsynaptic rate h; a P synapse reads its
+presynaptic error and the bottleneck's forward projection v = Q^T h, which a circuit carries
+through reciprocal synapses that mirror Q (a symmetric wiring of the feedback loop, not of the
+forward weights). Since <h (P delta)^T> = (grad_W)^T P^T, Q^T follows P W with weight decay, the
+Kolen-Pollack argument: QP tends to W^T P^T P, backprop's error projected on P's rows.
+"""
+
+from __future__ import annotations
+
+from ._base import SubspaceRule
+
+
+def weight_grad_is_cheaper(n_rows: int, n_in: int, n_out: int) -> bool:
+    """Whether the gradients from grad_W (2 r in out FLOPs) beat the per-row form (N r (2 in + out))."""
+    return 2 * n_in * n_out < n_rows * (2 * n_in + n_out)
+
+
+class Local(SubspaceRule):
+    name = "local"
+    summary = "dQ = -<h (P delta)^T>, dP = -<(Q^T h) delta^T> (synapse-local)"
+    init = ("svd", "svd")
+    reads = {"Q": "presynaptic bottleneck rate z = P delta, postsynaptic rate h",
+             "P": "presynaptic error delta, the bottleneck's forward compartment v = Q^T h"}
+    symmetric = ("reciprocal synapses mirroring Q carry v = Q^T h to the bottleneck",)
+    brian2 = {"P": "{err}_pre * v_post", "Q": "z_pre * rate_post", "compartments": ("v",)}
+
+    def gradients(self, P, Q, W, h, delta):
+        n = h.shape[0]
+        return (h @ Q).T @ delta / n, h.T @ (delta @ P.T) / n
+
+    def torch_gradients(self, P, Q, W, x_rows, g_rows, z_rows=None, n_samples=None, grad_w=None):
+        if grad_w is not None and weight_grad_is_cheaper(*x_rows.shape, g_rows.shape[1]):
+            # by associativity, from the weight gradient g^T x (many rows: tokens, large batches)
+            grad_w = grad_w.to(P.dtype)
+            return Q.T @ grad_w.T, grad_w.T @ P.T
+        z_rows = g_rows @ P.T if z_rows is None else z_rows
+        return (x_rows @ Q).T @ g_rows, x_rows.T @ z_rows

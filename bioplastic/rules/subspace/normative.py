@@ -1,0 +1,32 @@
+r"""``normative``: descend the distance between the feedback and the transport it replaces.
+
+.. math::
+
+    J = \tfrac12 \lVert W^\top - Q P \rVert_F^2, \qquad
+    \Delta Q = \eta_b (W^\top - QP) P^\top, \qquad \Delta P = \eta_b Q^\top (W^\top - QP).
+
+Arxiv 2502.20580, section "A normative rule for the feedback". Not local: every feedback synapse
+reads the forward matrix W. Fixed point: QP is the best rank-r approximation of W^T, which is
+where the ``svd`` initialisation starts. The data do not enter.
+"""
+
+from __future__ import annotations
+
+from ._base import SubspaceRule
+
+
+class Normative(SubspaceRule):
+    name = "normative"
+    summary = "descend 1/2 ||W^T - QP||^2 (reads W: non-local)"
+    init = ("svd", "svd")
+    reads_forward_weight = True
+    reads = {"P": "the forward weight W and the product QP", "Q": "the forward weight W and the product QP"}
+
+    def gradients(self, P, Q, W, h, delta):
+        mismatch = W.T - Q @ P
+        return -Q.T @ mismatch, -mismatch @ P.T
+
+    def torch_gradients(self, P, Q, W, x_rows, g_rows, z_rows=None, n_samples=None, grad_w=None):
+        # expanded so that no (m, n) matrix is formed; same O(m n r) cost
+        W = W.to(P.dtype)
+        return (Q.T @ Q) @ P - (W @ Q).T, Q @ (P @ P.T) - (P @ W).T

@@ -1,0 +1,40 @@
+r"""``oja``: P learns the error's principal subspace by Oja's subspace rule; Q as in ``local``.
+
+.. math::
+
+    \Delta P = \eta_b\, P C (I - P^\top P), \qquad C = \langle \delta \delta^\top \rangle,
+
+the (uncentred) error covariance; P's rows converge to an orthonormal basis of C's top-r principal
+subspace (Oja 1989). Arxiv 2502.20580, section "Learning the error subspace". A P synapse reads the
+bottleneck rate z = P delta, its presynaptic error and that error's reconstruction P^T z, which a
+circuit carries through reciprocal synapses mirroring P.
+"""
+
+from __future__ import annotations
+
+from ._base import SubspaceRule
+from .local import Local
+
+
+class Oja(SubspaceRule):
+    name = "oja"
+    summary = "Oja's subspace rule for P on the error covariance; Q as local"
+    init = ("orthonormal", "expand")
+    reads = {"Q": Local.reads["Q"],
+             "P": "bottleneck rate z, presynaptic error delta and its reconstruction P^T z"}
+    symmetric = ("reciprocal synapses mirroring P carry the reconstruction P^T z to the error neurons",)
+    brian2 = {"P": "-z_post * ({err}_pre - rec_pre)", "Q": "z_pre * rate_post", "compartments": ("rec",)}
+
+    def gradients(self, P, Q, W, h, delta):
+        n = delta.shape[0]
+        pc = P @ (delta.T @ delta / n)
+        return -(pc - pc @ P.T @ P), h.T @ (delta @ P.T) / n
+
+    def torch_gradients(self, P, Q, W, x_rows, g_rows, z_rows=None, n_samples=None, grad_w=None):
+        # rows may be samples x positions (tokens): each row's error is n_samples g, and C is the mean
+        # of delta delta^T over rows; P C = (g P^T)^T g scaled, so no (n, n) covariance is formed
+        z_rows = g_rows @ P.T if z_rows is None else z_rows
+        n_rows = g_rows.shape[0]
+        n_samples = n_rows if n_samples is None else n_samples
+        pc = (n_samples ** 2 / n_rows) * (z_rows.T @ g_rows)
+        return -(pc - (pc @ P.T) @ P), x_rows.T @ z_rows
