@@ -16,6 +16,34 @@ import numpy as np
 from ..circuit import Circuit
 
 
+class UnsupportedCircuitError(NotImplementedError):
+    """A backend cannot build a circuit; the message names the backend, what the circuit uses and
+    what the backend supports."""
+
+
+def unsupported_reason(backend: str, circuit: Circuit, caps: Mapping[str, tuple]) -> str | None:
+    """Why ``backend`` with capabilities ``caps`` cannot build ``circuit`` (None when it can).
+
+    ``caps`` maps ``topologies``, ``forms``, ``subspaces``, ``activations`` and ``neurons`` to the
+    values the backend handles (see :func:`bioplastic.backends.capabilities`).
+    """
+    rule = circuit.learning_rule
+    what = f"rule {rule.name!r}"
+    checks = [("topologies", rule.topology, f"{what} sends errors by topology {rule.topology!r}"),
+              ("forms", rule.form, f"{what} has feedback of form {rule.form!r}")]
+    if rule.subspace is not None:
+        checks.append(("subspaces", rule.subspace.name, f"{what} with subspace {rule.subspace.name!r}"))
+    for name, attrs in circuit.graph.nodes(data=True):
+        checks.append(("activations", attrs["activation"], f"population {name!r} has activation "
+                       f"{attrs['activation']!r}"))
+        checks.append(("neurons", attrs["neuron"], f"population {name!r} has neuron model {attrs['neuron']!r}"))
+    for cap, value, text in checks:
+        if value not in caps[cap]:
+            return (f"backend {backend!r} cannot build this circuit: {text}; supported {cap}: "
+                    f"{', '.join(caps[cap]) or 'none'}")
+    return None
+
+
 def check_batch(circuit: Circuit, x, y=None) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate a batch against the circuit: 2-D, matching widths, finite. Returns float64 arrays."""
     n_in, d = circuit.sizes[0], circuit.sizes[-1]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from .. import neurons, rules
 from ..circuit.init import initial_weights
 from ..rules import forward, train_step
-from ._base import AbstractRunner, check_batch
+from ._base import AbstractRunner, check_batch, unsupported_reason
 
 
 class ReferenceRunner(AbstractRunner):
@@ -43,3 +44,16 @@ class ReferenceRunner(AbstractRunner):
 def build(circuit, **options) -> ReferenceRunner:
     """Build a :class:`ReferenceRunner` (options: ``weights``)."""
     return ReferenceRunner(circuit, **options)
+
+
+def capabilities() -> dict[str, tuple[str, ...]]:
+    """Everything registered: the reference is the specification of every rule."""
+    from ..rules import FORMS, TOPOLOGIES
+
+    return {"topologies": TOPOLOGIES, "forms": FORMS, "subspaces": tuple(rules.SUBSPACES),
+            "activations": tuple(neurons.ACTIVATIONS), "neurons": neurons.NEURON_MODELS}
+
+
+def unsupported(circuit) -> str | None:
+    """None: the reference builds every registered rule (see :func:`capabilities`)."""
+    return unsupported_reason("reference", circuit, capabilities())

@@ -28,7 +28,8 @@ from ..circuit import Circuit
 from ..circuit.init import initial_weights
 from ..torch.functional import BroadcastErrorFunction
 from ..torch.linear import FeedbackLinear
-from ._base import AbstractRunner, check_batch, check_weights
+from .. import neurons, rules
+from ._base import AbstractRunner, check_batch, check_weights, unsupported_reason
 
 #: Hidden nonlinearities by circuit name; the readout is linear.
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid,
@@ -256,3 +257,15 @@ class TorchRunner(AbstractRunner):
 def build(circuit: Circuit, dtype="float32", device=None, weights=None) -> TorchRunner:
     """Build a :class:`TorchRunner` (options ``dtype``, ``device``, ``weights``)."""
     return TorchRunner(circuit, dtype=dtype, device=device, weights=weights)
+
+
+def capabilities() -> dict[str, tuple[str, ...]]:
+    """Rule topologies, forms, subspace rules, activations and neuron models this backend builds."""
+    return {"topologies": ("layer", "direct"), "forms": ("transport", "dense", "low_rank"),
+            "subspaces": tuple(rules.SUBSPACES), "activations": tuple(neurons.ACTIVATIONS),
+            "neurons": ("rate",)}
+
+
+def unsupported(circuit) -> str | None:
+    """Why this backend cannot build ``circuit`` (None when it can)."""
+    return unsupported_reason("torch", circuit, capabilities())

@@ -126,6 +126,9 @@ from ._runner import (
     UnsupportedCircuitError as UnsupportedCircuitError,
 )
 from ._runner import (
+    unsupported as unsupported,
+)
+from ._runner import (
     build as build,
 )
 from ._runner import (
@@ -144,3 +147,12 @@ from ._runner import (
 __all__ = ["DEVICES", "RECORD_SETS", "SUPPORTED_NEURONS", "SUPPORTED_RULES", "TARGETS", "Brian2Runner",
            "Options", "UnsupportedCircuitError", "build", "chain_depth", "check_supported",
            "default_steps", "make_schedule"]
+
+
+def capabilities() -> dict[str, tuple[str, ...]]:
+    """What this backend builds (for ``bioplastic info`` and :func:`bioplastic.backends.capabilities`)."""
+    from ... import neurons
+
+    return {"topologies": ("layer", "direct"), "forms": ("transport", "dense", "low_rank"),
+            "subspaces": tuple(s for s in (SUPPORTED_RULES.get("ldfa") or ())),
+            "activations": tuple(neurons.ACTIVATIONS), "neurons": tuple(SUPPORTED_NEURONS)}

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ...circuit.init import initial_weights
-from .._base import AbstractRunner, check_batch
+from .._base import AbstractRunner, UnsupportedCircuitError, check_batch
 from . import _network
 
 #: Simulation devices: Brian2's runtime mode (code objects called from Python) or C++ standalone
@@ -44,8 +44,13 @@ RECORD_SETS = {
 SETTLE_STEPS_PER_STAGE, SETTLE_STEPS_MARGIN = 4, 20
 
 
-class UnsupportedCircuitError(NotImplementedError):
-    """The circuit uses a rule or neuron model the Brian2 backend does not build."""
+def unsupported(circuit) -> str | None:
+    """Why this backend cannot build ``circuit`` (None when it can)."""
+    try:
+        check_supported(circuit)
+    except UnsupportedCircuitError as err:
+        return str(err)
+    return None
 
 
 def check_supported(circuit) -> None:
