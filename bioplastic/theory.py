@@ -1,4 +1,4 @@
-r"""Linear-network theory of low-dimensional feedback (research/paper.md section 3).
+r"""Linear-network theory of low-dimensional feedback (arXiv 2502.20580, section "Spurious solutions of fixed low-rank feedback").
 
 Two-layer linear network :math:`\hat y = W_2 W_1 x` (W_1: k x n, W_2: m x k) trained on whitened
 inputs (:math:`\langle x x^\top\rangle = I`) with input-output correlation
@@ -31,6 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from .rules import get_subspace
 
 
 def spurious_fixed_point(S: np.ndarray, P: np.ndarray) -> np.ndarray:
@@ -109,6 +111,7 @@ def linear_flow(S: np.ndarray, W1: np.ndarray, W2: np.ndarray, P: np.ndarray, Q:
     """
     if feedback not in ("bp", "fixed", "normative"):
         raise ValueError(f"unknown feedback {feedback!r}; valid options: bp, fixed, normative")
+    normative = get_subspace("normative")
     W1, W2, P, Q = (np.array(a, float) for a in (W1, W2, P, Q))
     rec_t, rec_m = [], []
     for t in range(steps + 1):
@@ -120,8 +123,8 @@ def linear_flow(S: np.ndarray, W1: np.ndarray, W2: np.ndarray, P: np.ndarray, Q:
         R = S - W2 @ W1
         B = W2.T if feedback == "bp" else Q @ P
         dW2, dW1 = R @ W1.T, B @ R
-        if feedback == "normative":
-            D = W2.T - Q @ P
-            Q, P = Q + feedback_lr * D @ P.T, P + feedback_lr * Q.T @ D
+        if feedback == "normative":  # the rule's own specification, W2 being the layer it stands in for
+            grad_p, grad_q = normative.gradients(P, Q, W2, None, None)
+            Q, P = Q - feedback_lr * grad_q, P - feedback_lr * grad_p
         W2, W1 = W2 + lr * dW2, W1 + lr * dW1
     return LinearFlow(np.array(rec_t), np.array(rec_m), W1, W2, P, Q)

@@ -17,7 +17,7 @@ LR = 0.1
 
 def _scalar_net(rule, subspace=None, **weights):
     """1-1-1 linear network without biases; W1 = 0.5, W2 = 2, input 1, target 0."""
-    c = circuits.mlp([1, 1, 1], rule=rule, rank=1 if rule == "ldfa" else None, subspace=subspace or "fixed",
+    c = circuits.mlp([1, 1, 1], rule=rule, rank=1 if subspace else None, subspace=subspace or "fixed",
                      activation="linear", bias=False, lr=LR)
     run = bioplastic.build(c)
     run.set_weights({"W1": [[0.5]], "W2": [[2.0]], **{k: [[v]] for k, v in weights.items()}})
@@ -40,6 +40,12 @@ HAND = [
     ("ldfa", "normative", {"P2": 2.0, "Q2": 0.5}, {"W1": 0.4, "P2": 2.0 + LR * 0.5, "Q2": 0.5 + LR * 2.0}),
     # oja: C = e^2 = 1; grad P = -(P C - P C P P) = -(2 - 8) = 6; Q as local
     ("ldfa", "oja", {"P2": 2.0, "Q2": 0.5}, {"W1": 0.4, "P2": 2.0 - LR * 6.0, "Q2": 0.5 - LR * 1.0}),
+    # q_only: P stays; Q as local
+    ("ldfa", "q_only", {"P2": 2.0, "Q2": 0.5}, {"W1": 0.4, "P2": 2.0, "Q2": 0.5 - LR * 1.0}),
+    # low-rank direct: z = P2 e = 2 reaches hidden 1 through Q1 = 0.5; local: grad Q1 = h1 z = 1,
+    # grad P2 = (Q1 h1) e = 0.25
+    ("dfa", "local", {"P2": 2.0, "Q1": 0.5}, {"W1": 0.4, "P2": 2.0 - LR * 0.25, "Q1": 0.5 - LR * 1.0}),
+    ("dfa", "fixed", {"P2": 2.0, "Q1": 0.5}, {"W1": 0.4, "P2": 2.0, "Q1": 0.5}),
 ]
 
 
@@ -64,6 +70,11 @@ def _fp(a, act):
             "sigmoid": math.exp(-a) / (1 + math.exp(-a)) ** 2}[act]
 
 
+def Q_dot_h(w, h, l, q):
+    """Bottleneck neuron q's forward input from hidden layer l, sum_j Q_l[j, q] h_l[j]."""
+    return sum(w[f"Q{l}"][j][q] * h[l][j] for j in range(len(h[l])))
+
+
 def _loop_step(w, X, Y, rule, subspace, act, lr, flr, decay):
     """One batch-mean step written sample by sample and neuron by neuron (no matrix algebra)."""
     L = sum(k.startswith("W") for k in w)
@@ -86,6 +97,10 @@ def _loop_step(w, X, Y, rule, subspace, act, lr, flr, decay):
                     fb = sum(w[f"W{l+1}"][k][i] * delta[l + 1][k] for k in range(size[l + 1]))
                 elif rule in ("fa", "kp"):
                     fb = sum(w[f"B{l+1}"][i][k] * delta[l + 1][k] for k in range(size[l + 1]))
+                elif rule == "dfa" and f"P{L}" in w:  # low rank: z = P e through one bottleneck
+                    P, Q = w[f"P{L}"], w[f"Q{l}"]
+                    z = [sum(P[q][k] * delta[L][k] for k in range(size[L])) for q in range(len(P))]
+                    fb = sum(Q[i][q] * z[q] for q in range(len(P)))
                 elif rule == "dfa":
                     fb = sum(w[f"B{l}"][i][k] * delta[L][k] for k in range(size[L]))
                 else:
@@ -104,7 +119,22 @@ def _loop_step(w, X, Y, rule, subspace, act, lr, flr, decay):
                 for j in range(size[l - 1]):
                     for i in range(size[l]):
                         acc[f"B{l}"][j][i] += h[l - 1][j] * delta[l][i] / N
-            if l >= 2 and rule == "ldfa" and subspace in ("local", "oja"):
+            if l < L and rule == "dfa" and f"P{L}" in w and subspace in ("local", "oja", "q_only"):
+                # the hidden layers act as one stacked layer below the single bottleneck
+                P, Q = w[f"P{L}"], w[f"Q{l}"]
+                for q in range(len(P)):
+                    z = sum(P[q][k] * delta[L][k] for k in range(size[L]))
+                    for j in range(size[l]):
+                        acc[f"Q{l}"][j][q] += h[l][j] * z / N
+                    if subspace == "local":
+                        for k in range(size[L]):
+                            acc[f"P{L}"][q][k] += Q_dot_h(w, h, l, q) * delta[L][k] / N
+                    elif subspace == "oja" and l == 1:  # P's rule reads only e: count it once
+                        for k in range(size[L]):
+                            back = sum(sum(P[p][m] * delta[L][m] for m in range(size[L])) * P[p][k]
+                                       for p in range(len(P)))
+                            acc[f"P{L}"][q][k] -= z * (delta[L][k] - back) / N
+            if l >= 2 and rule == "ldfa" and subspace in ("local", "oja", "q_only"):
                 P, Q = w[f"P{l}"], w[f"Q{l}"]
                 for q in range(len(P)):
                     z = sum(P[q][k] * delta[l][k] for k in range(size[l]))
@@ -112,6 +142,8 @@ def _loop_step(w, X, Y, rule, subspace, act, lr, flr, decay):
                     for j in range(size[l - 1]):
                         acc[f"Q{l}"][j][q] += h[l - 1][j] * z / N
                     for k in range(size[l]):
+                        if subspace == "q_only":  # P stays
+                            continue
                         if subspace == "local":
                             acc[f"P{l}"][q][k] += u * delta[l][k] / N
                         else:  # Oja: z (delta - sum_q' z_q' P_q')
@@ -124,7 +156,10 @@ def _loop_step(w, X, Y, rule, subspace, act, lr, flr, decay):
             new[k] = v - lr * acc[k]
         elif k.startswith("W"):
             new[k] = v - lr * (acc[k] + decay * v)
-        elif rule == "kp" or (rule == "ldfa" and subspace in ("local", "oja")):
+        elif rule == "kp" or (rule in ("ldfa", "dfa") and subspace in ("local", "oja")
+                              and k[0] in "PQ"):
+            new[k] = v - flr * (acc[k] + decay * v)
+        elif rule in ("ldfa", "dfa") and subspace == "q_only" and k.startswith("Q"):
             new[k] = v - flr * (acc[k] + decay * v)
         elif rule == "ldfa" and subspace == "normative":
             l = int(k[1:])
@@ -137,13 +172,14 @@ def _loop_step(w, X, Y, rule, subspace, act, lr, flr, decay):
 
 
 CASES = [("bp", None), ("fa", None), ("dfa", None), ("kp", None),
-         ("ldfa", "fixed"), ("ldfa", "local"), ("ldfa", "normative"), ("ldfa", "oja")]
+         ("ldfa", "fixed"), ("ldfa", "local"), ("ldfa", "normative"), ("ldfa", "oja"), ("ldfa", "q_only"),
+         ("dfa", "fixed"), ("dfa", "local"), ("dfa", "oja"), ("dfa", "q_only")]
 
 
 @pytest.mark.parametrize("act", ["tanh", "relu", "sigmoid"])
 @pytest.mark.parametrize("rule,subspace", CASES, ids=[f"{r}-{s}" if s else r for r, s in CASES])
 def test_reference_equals_loop_implementation(rule, subspace, act):
-    c = circuits.mlp([3, 5, 4, 2], rule=rule, rank=2 if rule == "ldfa" else None,
+    c = circuits.mlp([3, 5, 4, 2], rule=rule, rank=2 if subspace else None,
                      subspace=subspace or "local", activation=act, lr=0.3, feedback_lr=0.2, decay=0.01,
                      seed=7)
     run = bioplastic.build(c)

@@ -1,4 +1,4 @@
-"""The runner contract every backend honours (DESIGN.md, public interface 2).
+"""The runner contract every backend honours (README, "Backends"; tests/test_equivalence.py holds every backend to it).
 
 A runner holds one circuit's state on one backend. ``train_step(x, y)`` performs one batch-mean SGD
 step of the abstract rule (:func:`bioplastic.rules.train_step`) and returns the loss before it;
@@ -70,7 +70,7 @@ def check_batch(circuit: Circuit, x, y=None) -> tuple[np.ndarray, np.ndarray | N
 def check_weights(circuit: Circuit, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Validate a (possibly partial) weight dict: known keys, exact shapes, finite values."""
     keys = circuit.weight_keys()
-    shapes = {k: ((circuit.sizes[int(k[1:])],) if k.startswith("b") else circuit.shape(k)) for k in keys}
+    shapes = {k: circuit.weight_shape(k) for k in keys}
     checked = {}
     for key, value in weights.items():
         if key not in shapes:

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..circuit.keys import kind_of
 from ..neurons import ACTIVATIONS, activation
-from ._base import FORMS, TOPOLOGIES, Rule, forward, forward_gradients, loss
+from ._base import FORMS, TOPOLOGIES, Rule, forward, forward_gradients, loss, n_layers
 from .bp import Backprop
 from .dfa import DirectFeedback
 from .fa import FeedbackAlignment
@@ -84,16 +85,15 @@ def train_step(weights: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray, 
         Step sizes of forward weights and plastic feedback, and weight decay lambda (applied to W
         and plastic feedback, not biases): ``M <- M - eta (grad + lambda M)``.
     """
-    n_layers = sum(1 for k in weights if k.startswith("W"))
     fprime = activation(act).fprime
-    a, h = forward(weights, x, n_layers, act)
+    a, h = forward(weights, x, n_layers(weights), act)
     e = h[-1] - y
     delta = rule.layer_errors(weights, a, e, fprime)
     grads = forward_gradients(h, delta, weights)
     fb_grads = rule.feedback_gradients(weights, h, delta, grads)
     new = dict(weights)
     for name, g in grads.items():
-        step = g + decay * weights[name] if name.startswith("W") else g
+        step = g + decay * weights[name] if kind_of(name) == "W" else g
         new[name] = weights[name] - lr * step
     for name, g in fb_grads.items():
         new[name] = weights[name] - feedback_lr * (g + decay * weights[name])
@@ -123,6 +123,6 @@ __all__ = [
     "ACTIVATIONS", "AbstractRule", "Backprop", "DirectFeedback", "FORMS", "FeedbackAlignment",
     "KolenPollack", "LowDimensionalFeedback", "RULES", "Rule", "SUBSPACES", "SUBSPACE_RULES",
     "StepResult", "SubspaceRule", "TOPOLOGIES", "activation", "forward", "forward_gradients",
-    "get_rule", "get_subspace", "loss", "plasticity_labels", "register_rule", "register_subspace",
+    "get_rule", "get_subspace", "loss", "n_layers", "plasticity_labels", "register_rule", "register_subspace",
     "subspace_rule", "synapse_rule", "train_step", "unregister",
 ]

@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..circuit.keys import key
+from ..circuit.keys import key, kind_of
 from ..neurons import ACTIVATIONS, activation
 
 Array = np.ndarray
@@ -119,6 +119,11 @@ def layer_to_layer(a: list[Array], e: Array, fprime, feedback: Callable[[int, Ar
     for l in range(L, 1, -1):
         delta[l - 1] = fprime(a[l - 1]) * feedback(l, delta[l])
     return delta
+
+
+def n_layers(weights: Mapping[str, Array]) -> int:
+    """Number of weight layers L of a weight dict (its ``W{l}`` keys)."""
+    return sum(1 for name in weights if kind_of(name) == "W")
 
 
 def as_float64(t) -> Array:
@@ -300,7 +305,7 @@ class Rule(abc.ABC):
     def _p_layer(self, weights: Mapping[str, Array], l: int) -> int:
         if self.topology == "layer":
             return l
-        return sum(1 for k in weights if k.startswith("W"))  # the one P reads the output error
+        return n_layers(weights)  # the one P reads the output error
 
     def pathway_layers(self, n_layers: int) -> range:
         """Layers l whose pathway exists: 2..L (``layer``: into l-1), 1..L-1 (``direct``: into l)."""
@@ -308,8 +313,7 @@ class Rule(abc.ABC):
 
     def feedback_matrices(self, weights: Mapping[str, Array]) -> dict[int, Array]:
         """Every pathway's feedback matrix by layer index (see :meth:`pathway_matrix`)."""
-        L = sum(1 for k in weights if k.startswith("W"))
-        return {l: self.pathway_matrix(weights, l) for l in self.pathway_layers(L)}
+        return {l: self.pathway_matrix(weights, l) for l in self.pathway_layers(n_layers(weights))}
 
     def deliver(self, weights: Mapping[str, Array], l: int, delta: Array) -> Array:
         """The signal pathway l hands its target, row-batched: ``delta @ B^T``; low rank as two thin
