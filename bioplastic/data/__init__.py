@@ -1,4 +1,45 @@
-"""Data sets: bundled digits, linear teacher-student tasks, and MNIST / CIFAR read from local files."""
+"""Data sets: bundled digits, linear teacher-student tasks, and MNIST / CIFAR read from local files.
 
-from .files import *  # noqa: F403
-from .files import DEFAULT_ROOT, IDX_DTYPES, LUMA, NORMALIZATIONS, SOURCES, __all__  # noqa: F401
+Every loader returns a :class:`Dataset` with batch-first arrays: inputs ``x`` (n, n_in) when flat or
+(n, C, H, W) as images, one-hot targets ``y`` (n, k) and integer ``labels`` (n,). Nothing is ever
+downloaded.
+
+* :mod:`.dataset`: :class:`Dataset`, :func:`one_hot`, :func:`stratified_split`;
+* :mod:`.augment`: image transforms and :class:`Augment`;
+* :mod:`.tasks`: :func:`load_digits` (bundled), :func:`teacher_student`, :func:`whitened`;
+* :mod:`.files`: :func:`data_root`, :func:`read_idx`, MNIST and CIFAR loaders, :data:`DATASETS`
+  and :func:`load` (where the files live: its docstring).
+"""
+
+from .augment import (
+    LUMA,
+    Augment,
+    channel_stats,
+    grayscale,
+    random_crop,
+    random_flip,
+    random_rotation,
+    rotate,
+)
+from .dataset import Dataset, one_hot, stratified_split
+from .files import (
+    DATA_ENV,
+    DATASETS,
+    DEFAULT_ROOT,
+    IDX_DTYPES,
+    NORMALIZATIONS,
+    SOURCES,
+    data_root,
+    load,
+    load_cifar10,
+    load_cifar100,
+    load_mnist,
+    read_idx,
+)
+from .tasks import TeacherStudent, load_digits, teacher_student, whitened
+
+__all__ = ["Augment", "DATASETS", "DATA_ENV", "DEFAULT_ROOT", "Dataset", "IDX_DTYPES", "LUMA",
+           "NORMALIZATIONS", "SOURCES", "TeacherStudent", "channel_stats",
+           "data_root", "grayscale", "load", "load_cifar10", "load_cifar100", "load_digits",
+           "load_mnist", "one_hot", "random_crop", "random_flip", "random_rotation", "read_idx",
+           "rotate", "stratified_split", "teacher_student", "whitened"]
