@@ -1,9 +1,9 @@
 """Accuracy vs feedback rank: an error of the task's dimensionality suffices, if its subspace adapts.
 
-LDFA sends each layer's error back through r bottleneck neurons, B_l = Q_l P_l of rank r
-(research/paper.md section 2). The paper's claim: r of the order of the task dimension d reaches
+LDFA sends each layer's error back through r bottleneck neurons, B_l = Q_l P_l of rank r (Hanut &
+Kadmon, arXiv 2502.20580). The paper's claim: r of the order of the task dimension d reaches
 backprop-level performance, and fixed (task-agnostic) random low-rank feedback does worse (its linear
-theory, section 3.3: for r < d, fixed feedback converges to the spurious fixed point
+theory: for r < d, fixed feedback converges to the spurious fixed point
 W2 W1 = S S^T P^T (P S S^T P^T)^-1 P S, exact only once r >= d).
 
 For every rank r and subspace rule (fixed, local, normative, oja), the same MLP is trained on
@@ -23,7 +23,8 @@ Hidden layers are 32 wide by default because on digits random hidden features an
 already reach 82-86 % at width 128 (measured), which leaves little for the feedback to show; at
 width 32 the readout alone reaches ~57 % and bp ~92 %.
 
-Run: ``bioplastic analysis accuracy_vs_rank [--task=teacher --epochs=30 --seeds=0,1,2 ...]``.
+Run: ``bioplastic analysis accuracy_vs_rank [--task=teacher --epochs=30 --seeds=0,1,2 ...]``
+(``--quick`` for a small check, ``--help`` for every setting).
 """
 
 from __future__ import annotations
@@ -32,14 +33,17 @@ import importlib
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import NonNegativeInt, PositiveInt
 
 from bioplastic import experiment
-from bioplastic.experiment import config as config_mod
+from bioplastic.experiment.cmdline import parse_command_line
+from bioplastic.experiment.pool import run_tasks
+from bioplastic.experiment.progress import Progress
 
 #: Tasks this analysis knows, with their metric.
 TASKS = {"digits": "test_accuracy", "teacher": "relative_error"}
@@ -50,27 +54,33 @@ SUBSPACES = ("fixed", "local", "normative", "oja")
 
 @dataclass(frozen=True)
 class Config:
-    task: str = "digits"           # digits (bundled) or teacher (linear teacher-student, task_dim)
-    width: int = 32                # hidden units: narrow enough that the hidden layers must learn
-    depth: int = 2                 # hidden layers (one feedback pathway into each)
-    ranks: tuple = (1, 2, 3, 5, 8, 10, 16, 32)  # r of every pathway, clipped to min(n_{l-1}, n_l)
-    subspaces: tuple = SUBSPACES   # ldfa subspace rules to sweep
-    references: tuple = ("bp", "fa", "dfa", "readout")  # horizontal lines
+    task: Literal["digits", "teacher"] = "digits"  # bundled digits, or linear teacher (task_dim)
+    width: PositiveInt = 32        # hidden units: narrow enough that the hidden layers must learn
+    depth: PositiveInt = 2         # hidden layers (one feedback pathway into each)
+    ranks: tuple[PositiveInt, ...] = (1, 2, 3, 5, 8, 10, 16, 32)  # r of every pathway, clipped
+                                   # to min(n_{l-1}, n_l)
+    subspaces: tuple[Literal["fixed", "local", "normative", "oja"], ...] = SUBSPACES  # ldfa rules
+    references: tuple[Literal["bp", "fa", "dfa", "readout"], ...] = ("bp", "fa", "dfa", "readout")
+                                   # horizontal lines
     activation: str = "relu"       # digits: with tanh every rule and rank landed within 2 % (measured)
     teacher_activation: str = "linear"  # teacher: the linear theory's setting
     lr: float = 0.03               # the demo's rate: the largest stable for every rule on digits
     feedback_lr: float = 0.01      # Oja diverged at 0.03 on teacher (eta * lambda_max(C) ~ 1 early)
-    epochs: int = 30
-    batch_size: int = 32
-    seeds: tuple = (0, 1, 2)       # each seed: initial weights and batch order
+    epochs: PositiveInt = 30
+    batch_size: PositiveInt = 32
+    seeds: tuple[NonNegativeInt, ...] = (0, 1, 2)  # each seed: initial weights and batch order
     backend: str = "reference"     # numpy: 0.3-0.4 ms/step vs torch 0.5-0.9 here (measured)
-    jobs: int = 0                  # worker processes; 0: one per core
-    teacher_in: int = 50           # teacher input dimension n (> width, so random features miss T)
-    teacher_out: int = 20          # teacher outputs m (> task_dim: r < m can still suffice)
-    task_dim: int = 5              # teacher rank d, the task dimension
-    teacher_samples: int = 2000    # split 3:1 into train and test
+    jobs: NonNegativeInt = 0       # worker processes; 0: one per core
+    teacher_in: PositiveInt = 50   # teacher input dimension n (> width, so random features miss T)
+    teacher_out: PositiveInt = 20  # teacher outputs m (> task_dim: r < m can still suffice)
+    task_dim: PositiveInt = 5      # teacher rank d, the task dimension
+    teacher_samples: PositiveInt = 2000  # split 3:1 into train and test
     task_seed: int = 1000          # not 0: teacher_student(seed=0) would draw W1's first numbers
     out: str = "results/accuracy_vs_rank"
+
+
+#: ``--quick``: two ranks, one seed, two epochs, in this process.
+QUICK = {"ranks": (1, 10), "seeds": (0,), "epochs": 2, "jobs": 1}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -186,16 +196,6 @@ def run_one(cfg: Config, label: str, rule: str, subspace: str | None, ranks: lis
             "seconds": time.perf_counter() - t0}
 
 
-def _init_worker() -> None:
-    # one BLAS thread per worker: the workers already fill the cores, and these matrices are small
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(limits=1)
-
-
 def _worker(cfg: dict, *args) -> dict:
     return run_one(Config(**cfg), *args)
 
@@ -217,58 +217,52 @@ def _importable_module():
 # The sweep
 # --------------------------------------------------------------------------------------------------
 
-def conditions(cfg: Config, sizes) -> list[tuple]:
-    """(label, rule, subspace, pathway ranks) of every condition; effective duplicates dropped."""
+def conditions(cfg: Config, sizes, notes: list | None = None) -> list[tuple]:
+    """(label, rule, subspace, pathway ranks) of every condition; effective duplicates dropped
+    (and said so in ``notes``)."""
     out = [(ref, ref, None, None) for ref in cfg.references]
     seen = set()
     for r in sorted(set(cfg.ranks)):
         ranks = pathway_ranks(r, sizes)
         if tuple(ranks) in seen:
-            print(f"  rank {r}: same pathway ranks {ranks} as a smaller r; skipped", file=sys.stderr)
+            if notes is not None:
+                notes.append(f"  rank {r}: same pathway ranks {ranks} as a smaller r; skipped")
             continue
         seen.add(tuple(ranks))
         out += [(f"ldfa-{s}-r{r}", "ldfa", s, ranks) for s in cfg.subspaces]
     return out
 
 
-def run(cfg: Config) -> dict:
-    """Train every condition for every seed; no plotting."""
+def run(cfg: Config, progress: bool = True) -> dict:
+    """Train every condition for every seed; no plotting. ``progress``: a bar on stderr."""
     check(cfg)
     ds, sizes, act, d, scale = task_data(cfg)
-    conds = conditions(cfg, sizes)
+    notes: list[str] = []
+    conds = conditions(cfg, sizes, notes)
     tasks = [(c, s) for c in conds for s in cfg.seeds]
     jobs = cfg.jobs or min(os.cpu_count() or 1, len(tasks))
     metric = TASKS[cfg.task]
-    print(f"accuracy vs rank on {cfg.task}: MLP {'-'.join(map(str, sizes))} {act}, "
-          f"{len(conds)} conditions x {len(cfg.seeds)} seeds x {cfg.epochs} epochs, "
-          f"{cfg.backend} backend, {jobs} process{'es' if jobs > 1 else ''}", file=sys.stderr)
     t0 = time.perf_counter()
-    runs = []
+    bar = Progress(len(tasks), desc="accuracy_vs_rank", enabled=progress)
+    bar.write(f"accuracy vs rank on {cfg.task}: MLP {'-'.join(map(str, sizes))} {act}, "
+              f"{len(conds)} conditions x {len(cfg.seeds)} seeds x {cfg.epochs} epochs, "
+              f"{cfg.backend} backend, {jobs} process{'es' if jobs > 1 else ''}")
+    for note in notes:
+        bar.write(note)
 
-    def report(res):
-        runs.append(res)
+    def report(index, res):
         value = res[metric]
         shown = "diverged" if value is None else f"{value:.4f}"
-        print(f"  [{len(runs):3d}/{len(tasks)}] {res['label']:<22} seed {res['seed']}: {metric} "
-              f"{shown}  ({res['seconds']:.1f} s)", file=sys.stderr)
+        bar.update(1, res["label"])
+        bar.write(f"  {res['label']:<22} seed {res['seed']}: {metric} {shown}  "
+                  f"({res['seconds']:.1f} s)")
 
-    if jobs == 1:
-        with experiment.single_threaded(torch=cfg.backend == "torch"):
-            for (label, rule, sub, ranks), seed in tasks:
-                report(run_one(cfg, label, rule, sub, ranks, seed))
-    else:
-        import multiprocessing
-
-        module = _importable_module()
-        # spawn, not fork: forking a process that holds BLAS (or torch) threads can deadlock
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=module._init_worker) as pool:
-            futures = [pool.submit(module._worker, asdict(cfg), label, rule, sub, ranks, seed)
-                       for (label, rule, sub, ranks), seed in tasks]
-            for future in as_completed(futures):
-                report(future.result())
-    order = {(c[0], s): i for i, (c, s) in enumerate(tasks)}
-    runs.sort(key=lambda r: order[(r["label"], r["seed"])])
+    # worker processes import the functions by name: this file's importable twin (_importable_module)
+    worker = _importable_module()._worker if jobs > 1 else _worker
+    with bar:
+        runs = run_tasks(worker, [(label, rule, sub, ranks, seed)
+                                  for (label, rule, sub, ranks), seed in tasks],
+                         jobs, shared=(asdict(cfg),), on_done=report, torch=cfg.backend == "torch")
 
     def stats(label):
         mine = [r for r in runs if r["label"] == label]
@@ -358,9 +352,10 @@ def plot(results: dict, cfg: Config):
 
 
 def main(argv=None) -> dict:
-    cfg = config_mod.override(Config(), argv)
-    check(cfg)
-    results = run(cfg)
+    cl = parse_command_line(Config(), argv, prog="bioplastic analysis accuracy_vs_rank", quick=QUICK,
+                            check=check, description=__doc__.split("\n\n")[0])
+    cfg = cl.config
+    results = run(cfg, progress=not cl.quiet)
     experiment.save_run(cfg.out, asdict(cfg), results, seed=list(cfg.seeds))
     print(f"figure: {plot(results, cfg)}")
     metric = results["metric"]

@@ -16,7 +16,8 @@ Three measurements, taken every ``record_every`` steps on the training set
 The errors delta_l are the ones each rule delivers (:meth:`AbstractRule.layer_errors` on the current
 weights), so a rule's measurements describe its own training.
 
-Run: ``bioplastic analysis alignment [--rank=3 --epochs=20 ...]``.
+Run: ``bioplastic analysis alignment [--rank=3 --epochs=20 ...]`` (``--quick`` for a small check,
+``--help`` for every setting).
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
+from pydantic import NonNegativeInt, PositiveInt
 
 import bioplastic
 import circuits
 from bioplastic import experiment, metrics, rules
-from bioplastic.experiment import config as config_mod
+from bioplastic.experiment.cmdline import parse_command_line
+from bioplastic.experiment.progress import Progress
 
 #: Condition name -> (rule, subspace); ``bp`` is the reference (angle 0 by construction).
 CONDITIONS = {"bp": ("bp", None), "fa": ("fa", None), "kp": ("kp", None),
@@ -40,19 +44,26 @@ CONDITIONS = {"bp": ("bp", None), "fa": ("fa", None), "kp": ("kp", None),
 
 @dataclass(frozen=True)
 class Config:
-    sizes: tuple = (64, 64, 64, 10)  # digits MLP; hidden 64 > rank, so subspaces are a choice
+    sizes: tuple[PositiveInt, ...] = (64, 64, 64, 10)  # digits MLP; hidden 64 > rank, so
+                                   # subspaces are a choice
     activation: str = "relu"       # as the demo
-    rank: int = 3                  # ldfa rank r < d = 10: which r directions cross is the question
-    conditions: tuple = tuple(CONDITIONS)  # bp: the participation-ratio reference
+    rank: PositiveInt = 3          # ldfa rank r < d = 10: which r directions cross is the question
+    conditions: tuple[Literal["bp", "fa", "kp", "ldfa-fixed", "ldfa-local", "ldfa-normative",
+                              "ldfa-oja"], ...] = tuple(CONDITIONS)  # bp: the participation-ratio
+                                   # reference
     lr: float = 0.03               # the demo's rate
     feedback_lr: float = 0.03      # = lr, as kp's B must move with W's step; Oja stable at width 64
     kp_decay: float = 0.03         # B - W^T decays as (1 - lr decay)^t: the demo's 1e-3 left 73 deg
-    epochs: int = 40
-    batch_size: int = 32
-    record_every: int = 20         # steps between measurements (42 steps per epoch on digits)
-    seeds: tuple = (0, 1, 2)       # each seed: initial weights and batch order
-    random_draws: int = 500        # Monte Carlo draws for the random-subspace angle
+    epochs: PositiveInt = 40
+    batch_size: PositiveInt = 32
+    record_every: PositiveInt = 20  # steps between measurements (42 steps per epoch on digits)
+    seeds: tuple[NonNegativeInt, ...] = (0, 1, 2)  # each seed: initial weights and batch order
+    random_draws: PositiveInt = 500  # Monte Carlo draws for the random-subspace angle
     out: str = "results/alignment"
+
+
+#: ``--quick``: one seed, two epochs.
+QUICK = {"seeds": (0,), "epochs": 2}
 
 
 def check(cfg: Config) -> None:
@@ -200,8 +211,9 @@ def summarize(runs: list) -> dict:
     return out
 
 
-def run(cfg: Config) -> dict:
-    """Train every condition for every seed with measurements; no plotting."""
+def run(cfg: Config, progress: bool = True) -> dict:
+    """Train every condition for every seed with measurements; no plotting. ``progress``: a bar
+    on stderr."""
     from bioplastic.data import load_digits
 
     check(cfg)
@@ -210,12 +222,13 @@ def run(cfg: Config) -> dict:
         raise ValueError(f"sizes {cfg.sizes} do not fit digits: the first must be {dataset.n_in} "
                          f"and the last {dataset.n_classes}")
     L = len(cfg.sizes) - 1
-    print(f"alignment on digits: MLP {'-'.join(map(str, cfg.sizes))} {cfg.activation}, rank "
-          f"{cfg.rank}, {len(cfg.conditions)} conditions x {len(cfg.seeds)} seeds x {cfg.epochs} "
-          f"epochs", file=sys.stderr)
     t0 = time.perf_counter()
     conds = {}
-    with experiment.single_threaded():
+    bar = Progress(len(cfg.conditions) * len(cfg.seeds), desc="alignment", enabled=progress)
+    bar.write(f"alignment on digits: MLP {'-'.join(map(str, cfg.sizes))} {cfg.activation}, rank "
+              f"{cfg.rank}, {len(cfg.conditions)} conditions x {len(cfg.seeds)} seeds x {cfg.epochs} "
+              f"epochs")
+    with bar, experiment.single_threaded():
         for name in cfg.conditions:
             runs = []
             for seed in cfg.seeds:
@@ -224,8 +237,9 @@ def run(cfg: Config) -> dict:
                 last = runs[-1]
                 angles = " ".join(f"B{l} {v[-1]:.1f}" for l, v in last["angle"].items())
                 acc = "diverged" if last["diverged"] else f"{last['test_accuracy']:.3f}"
-                print(f"  {name:<15} seed {seed}: angle to W^T (deg) {angles or '-'}; test acc "
-                      f"{acc}  ({time.perf_counter() - t1:.1f} s)", file=sys.stderr)
+                bar.update(1, f"{name} s{seed}")
+                bar.write(f"  {name:<15} seed {seed}: angle to W^T (deg) {angles or '-'}; test acc "
+                          f"{acc}  ({time.perf_counter() - t1:.1f} s)")
             rule, subspace = CONDITIONS[name]
             conds[name] = {"rule": rule, "subspace": subspace, "runs": runs,
                            "summary": summarize(runs)}
@@ -335,9 +349,10 @@ def plot(results: dict, cfg: Config) -> list:
 
 
 def main(argv=None) -> dict:
-    cfg = config_mod.override(Config(), argv)
-    check(cfg)
-    results = run(cfg)
+    cl = parse_command_line(Config(), argv, prog="bioplastic analysis alignment", quick=QUICK,
+                            check=check, description=__doc__.split("\n\n")[0])
+    cfg = cl.config
+    results = run(cfg, progress=not cl.quiet)
     experiment.save_run(cfg.out, asdict(cfg), results, seed=list(cfg.seeds))
     for path in plot(results, cfg):
         print(f"figure: {path}")

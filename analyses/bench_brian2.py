@@ -11,7 +11,8 @@ Numbers: ``samples_per_s`` is samples over the simulation proper (``run()``, or 
 binary's network time), ``wall_samples_per_s`` over the whole call (schedules, loading weights,
 reading monitors back, the standalone process start). Not a test: the machine is noisy, rerun it.
 
-Run: ``bioplastic analysis bench_brian2 [--devices=cpp_standalone --sizes=100,400 ...]``.
+Run: ``bioplastic analysis bench_brian2 [--devices=cpp_standalone --hidden=100,400 ...]``
+(``--quick`` for a small check, ``--help`` for every setting).
 Writes ``results/bench_brian2/{config.json, results.json, bench_brian2.png}``.
 """
 
@@ -23,25 +24,32 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from pydantic import NonNegativeInt, PositiveInt
 
 import bioplastic
 import circuits
 from bioplastic import experiment
-from bioplastic.experiment import config as config_mod
+from bioplastic.experiment.cmdline import parse_command_line
+from bioplastic.experiment.progress import Progress
 
 
 @dataclass(frozen=True)
 class Config:
-    hidden: tuple = (100, 400)        # hidden widths: the issue's 64-100-10 and a 4x wider one
-    rank: int = 4                     # feedback rank r
+    hidden: tuple[PositiveInt, ...] = (100, 400)  # hidden widths: the 64-100-10 circuit of
+                                      # analyses/brian2_digits.py and a 4x wider one
+    rank: PositiveInt = 4             # feedback rank r
     subspace: str = "local"           # the synapse-local LDFA rule
-    batch_size: int = 32              # = parallel copies of the circuit
-    devices: tuple = ("runtime:numpy", "runtime:cython", "cpp_standalone")  # device[:target]
-    samples: int = 0                  # training samples per timed epoch; 0 = all 1347 digits
-    repeats: int = 2                  # timed epochs per device (the best is kept: noise only slows)
-    goal: float = 300.0               # issue 3: samples/s for 64-100-10 with the fastest device
+    batch_size: PositiveInt = 32      # = parallel copies of the circuit
+    devices: tuple[str, ...] = ("runtime:numpy", "runtime:cython", "cpp_standalone")  # device[:target]
+    samples: NonNegativeInt = 0       # training samples per timed epoch; 0 = all 1347 digits
+    repeats: PositiveInt = 2          # timed epochs per device (the best is kept: noise only slows)
+    goal: float = 300.0               # target samples/s for 64-100-10 with the fastest device
     seed: int = 0
     out: str = "results/bench_brian2"
+
+
+#: ``--quick``: the small circuit on Brian2's numpy target (no compiler), 64 samples, one repeat.
+QUICK = {"hidden": (100,), "devices": ("runtime:numpy",), "samples": 64, "repeats": 1}
 
 
 def _device(spec: str) -> dict:
@@ -61,8 +69,8 @@ def equivalence_error(circuit, x, y) -> float:
                      np.linalg.norm(want[k] - start[k])) for k in want)
 
 
-def run(cfg: Config, progress=print) -> dict:
-    """Time every (size, device); no plotting."""
+def run(cfg: Config, progress: bool = True) -> dict:
+    """Time every (size, device); no plotting. ``progress``: a bar on stderr."""
     from bioplastic.data import load_digits
 
     ds = load_digits()
@@ -71,11 +79,12 @@ def run(cfg: Config, progress=print) -> dict:
     x, y = ds.x_train[order], ds.y_train[order]
     # other work on the machine slows every device; record how busy it was
     out = {"samples": n, "rows": [], "load_average_before": os.getloadavg()}
+    bar = Progress(len(cfg.hidden) * len(cfg.devices), desc="bench_brian2", enabled=progress)
     for hidden in cfg.hidden:
         circuit = circuits.mlp([64, hidden, 10], rule="ldfa", rank=cfg.rank, subspace=cfg.subspace,
                                lr=0.05, seed=cfg.seed)
         error = equivalence_error(circuit, x[:cfg.batch_size], y[:cfg.batch_size])
-        progress(f"64-{hidden}-10: one-step update error at the default settle {error:.2e}")
+        bar.write(f"64-{hidden}-10: one-step update error at the default settle {error:.2e}")
         for spec in cfg.devices:
             runner = bioplastic.build(circuit, backend="brian2", **_device(spec))
             start = time.perf_counter()
@@ -93,10 +102,11 @@ def run(cfg: Config, progress=print) -> dict:
                        first_call_s=first_call, compile_s=compile_s, settle_s=runner.settle,
                        dt_s=runner.dt, steps_per_presentation=runner.steps,
                        equivalence_error=error, timing=best)
-            progress(f"  {spec:16s} {row['samples_per_s']:7.0f} samples/s "
-                     f"(wall {row['wall_samples_per_s']:5.0f}), "
-                     f"first call {first_call:5.1f} s")
+            bar.update(1, f"64-{hidden}-10 {spec}")
+            bar.write(f"  {spec:16s} {row['samples_per_s']:7.0f} samples/s "
+                      f"(wall {row['wall_samples_per_s']:5.0f}), first call {first_call:5.1f} s")
             out["rows"].append(row)
+    bar.close()
     out["load_average_after"] = os.getloadavg()
     fastest = max((r for r in out["rows"] if r["hidden"] == cfg.hidden[0]), key=lambda r: r["samples_per_s"])
     out["goal"] = dict(samples_per_s=cfg.goal, fastest_device=fastest["device"],
@@ -129,10 +139,20 @@ def plot(results: dict, cfg: Config):
     return save(fig, f"{cfg.out}/bench_brian2.png")
 
 
+def check(cfg: Config) -> None:
+    """Raise a clear error on a config this benchmark cannot run."""
+    bad = [spec for spec in cfg.devices if _device(spec)["device"] not in ("runtime", "cpp_standalone")]
+    if bad or not cfg.devices or not cfg.hidden:
+        raise ValueError(f"devices must be runtime[:numpy or :cython] or cpp_standalone and hidden "
+                         f"non-empty; got devices {list(cfg.devices)}, hidden {list(cfg.hidden)}")
+
+
 def main(argv=None) -> dict:
-    cfg = config_mod.override(Config(), argv)
+    cl = parse_command_line(Config(), argv, prog="bioplastic analysis bench_brian2", quick=QUICK,
+                            check=check, description=__doc__.split("\n\n")[0])
+    cfg = cl.config
     with experiment.single_threaded():
-        results = run(cfg, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+        results = run(cfg, progress=not cl.quiet)
     experiment.save_run(cfg.out, asdict(cfg), results, seed=cfg.seed)
     print(f"figure: {plot(results, cfg)}")
     return results

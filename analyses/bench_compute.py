@@ -8,7 +8,7 @@ conversion machinery adds. A profile of one bp and one ldfa step splits the time
 products and the rest. Everything is :mod:`bioplastic.bench.step_time`; this script is its config and output.
 
 Run: ``bioplastic analysis bench_compute [--models=mlp2048 --rounds=30 ...]`` (or
-``bioplastic bench``). Writes ``results/bench/{config.json, results.json, bench.png}``.
+``bioplastic bench``, the same settings; ``--quick`` for a small check, ``--help`` for every setting). Writes ``results/bench/{config.json, results.json, bench.png}``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ from __future__ import annotations
 import sys
 
 from bioplastic.bench import step_time as bench
+from bioplastic.bench.step_time import QUICK
 from bioplastic.bench.step_time import BenchConfig as Config
-from bioplastic.experiment import config as config_mod
 
 
 def main(argv=None) -> dict:
-    return bench.main(config_mod.override(Config(), argv))
+    return bench.command(argv, prog="bioplastic analysis bench_compute")
+
+
+__all__ = ["QUICK", "Config", "main"]
 
 
 if __name__ == "__main__":

@@ -7,26 +7,20 @@ and why.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import NonNegativeInt, PositiveInt
 
 from bioplastic.data import Dataset
-from bioplastic.experiment import (
-    Diverged,
-    save_run,
-    seed_everything,
-    single_threaded,
-    train,
-    write_json,
-)
+from bioplastic.experiment import Diverged, save_run, seed_everything, train, write_json
+from bioplastic.experiment.config import load_config
+from bioplastic.experiment.pool import run_tasks
 from bioplastic.experiment.progress import Progress
 
 # --------------------------------------------------------------------------------------------------
@@ -115,17 +109,17 @@ class DemoConfig:
     conditions : tuple of Condition
     """
 
-    sizes: tuple = (64, 128, 128, 10)
+    sizes: tuple[PositiveInt, ...] = (64, 128, 128, 10)
     activation: str = "relu"
-    epochs: int = 50
-    batch_size: int = 32
-    seeds: tuple = (0, 1, 2)
-    backend: str = "reference"
-    dtype: str | None = None
+    epochs: PositiveInt = 50
+    batch_size: PositiveInt = 32
+    seeds: tuple[NonNegativeInt, ...] = (0, 1, 2)
+    backend: Literal["reference", "torch"] = "reference"
+    dtype: Literal["float32", "float64"] | None = None
     device: str | None = None
     test_fraction: float = 0.25
     split_seed: int = 0
-    conditions: tuple = DEMO_CONDITIONS
+    conditions: tuple[Condition, ...] = DEMO_CONDITIONS
 
     def __post_init__(self):
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -155,19 +149,23 @@ class DemoConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DemoConfig:
-        """Inverse of ``to_jsonable(config)``; unknown keys raise naming the valid ones."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown demo config keys {sorted(unknown)}; valid keys: {sorted(names)}")
-        kw = dict(data)
-        for key in ("sizes", "seeds"):
-            if key in kw:
-                kw[key] = tuple(kw[key])
-        if "conditions" in kw:
-            kw["conditions"] = tuple(c if isinstance(c, Condition) else Condition(**c)
-                                     for c in kw["conditions"])
-        return cls(**kw)
+        """Inverse of ``to_jsonable(config)``; raises ConfigError (a ValueError) naming every bad
+        or unknown key."""
+        return load_config(cls, data)
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """How ``bioplastic demo`` runs; not what it computes, so not in its config.json."""
+
+    out: str = "results/demo"        # output folder
+    jobs: PositiveInt | None = None  # worker processes (none: one per core on the CPU, else 1)
+    brian2: bool = False             # instead: the Brian2 ldfa circuit (64-100-10, r = 4) next to the
+                                     # reference backend (analyses/brian2_digits.py; --out, --epochs)
+
+
+#: ``bioplastic demo --quick``: one seed, two epochs, in this process; a check that everything works.
+QUICK = {"epochs": 2, "seeds": (0,), "jobs": 1}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -196,20 +194,9 @@ def run_condition(condition: Condition, seed: int, cfg: DemoConfig, dataset: Dat
             **history.to_dict()}
 
 
-_WORKER: dict[str, Any] = {}
-
-
-def _worker_init(cfg: DemoConfig, dataset: Dataset) -> None:
-    # one BLAS / OpenMP thread per worker: the workers already fill the cores
-    os.environ["OMP_NUM_THREADS"] = "1"
-    with contextlib.suppress(ImportError):
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(limits=1)
-    _WORKER.update(cfg=cfg, dataset=dataset)
-
-
-def _worker_run(index: int, condition: Condition, seed: int) -> tuple[int, dict]:
-    return index, run_condition(condition, seed, _WORKER["cfg"], _WORKER["dataset"])
+def _run_task(cfg: DemoConfig, dataset: Dataset, condition: Condition, seed: int,
+              progress: Callable[[int, dict], None] | None = None) -> dict:
+    return run_condition(condition, seed, cfg, dataset, progress)
 
 
 def summarize(condition: Condition, runs: Sequence[Mapping[str, Any]]) -> dict:
@@ -347,7 +334,7 @@ def run_demo(cfg: DemoConfig, out: str | os.PathLike, jobs: int | None = None,
                          backend=cfg.backend, **cfg.build_options)
     tasks = [(c, s) for c in cfg.conditions for s in cfg.seeds]
     jobs = default_jobs(cfg) if jobs is None else jobs
-    if not isinstance(jobs, int) or jobs < 1:
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive int; got {jobs!r}")
     save_run(out, cfg, {"status": "running"}, seed=list(cfg.seeds))
 
@@ -375,10 +362,19 @@ def run_demo(cfg: DemoConfig, out: str | os.PathLike, jobs: int | None = None,
                  f"on {cfg.backend}, {jobs} "
                  f"process{'es' if jobs > 1 else ''}")
     bar.write(data_line)
+    ticked = [0] * len(tasks)  # epochs already counted per run (runs in this process report each)
+
+    def epoch_done(index: int, epoch: int, record: dict) -> None:
+        if epoch:
+            condition, seed = tasks[index]
+            ticked[index] += 1
+            bar.update(1, f"{condition.label} s{seed}  acc {100 * record['test_accuracy']:.1f} %")
 
     def finished(index: int, run: dict) -> None:
         runs[index] = run
         condition, seed = tasks[index]
+        # a worker's epochs, or those a divergence skipped
+        bar.update(cfg.epochs - ticked[index], None if ticked[index] else condition.label)
         outcome = (f"diverged in epoch {run['diverged']['epoch']}" if run["diverged"]
                    else f"test accuracy {100 * run['test_accuracy'][-1]:5.1f} %")
         bar.write(f"  {condition.label:<19} seed {seed}: {outcome}  ({run['time'][-1]:.1f} s)")
@@ -386,33 +382,8 @@ def run_demo(cfg: DemoConfig, out: str | os.PathLike, jobs: int | None = None,
 
     try:
         with bar:
-            if jobs == 1:
-                with single_threaded(torch=cfg.backend == "torch" and cfg.on_cpu):
-                    for index, (condition, seed) in enumerate(tasks):
-                        def tick(epoch, rec, label=f"{condition.label} s{seed}"):
-                            if epoch:
-                                bar.update(1, f"{label}  acc {100 * rec['test_accuracy']:.1f} %")
-                        run = run_condition(condition, seed, cfg, dataset, tick)
-                        bar.update(cfg.epochs - run_epochs(run))  # the epochs a divergence skipped
-                        finished(index, run)
-            else:
-                import multiprocessing
-                from concurrent.futures import ProcessPoolExecutor, as_completed
-
-                # spawn, not fork: forking a process that holds torch or BLAS threads can deadlock
-                ctx = multiprocessing.get_context("spawn")
-                with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
-                                         initargs=(cfg, dataset)) as pool:
-                    futures = [pool.submit(_worker_run, i, c, s) for i, (c, s) in enumerate(tasks)]
-                    try:
-                        for future in as_completed(futures):
-                            index, run = future.result()
-                            bar.update(cfg.epochs, tasks[index][0].label)
-                            finished(index, run)
-                    except BaseException:
-                        # without this, leaving the pool would first finish every queued run
-                        pool.shutdown(wait=False, cancel_futures=True)
-                        raise
+            run_tasks(_run_task, tasks, jobs, shared=(cfg, dataset), on_done=finished,
+                      on_progress=epoch_done, torch=cfg.backend == "torch" and cfg.on_cpu)
     except BaseException as err:
         # keep every finished run, and say why the rest is missing
         write_json(out / "results.json", dict(assemble(), status="failed",
@@ -429,5 +400,5 @@ def run_demo(cfg: DemoConfig, out: str | os.PathLike, jobs: int | None = None,
     return final
 
 
-__all__ = ["Condition", "DEMO_CONDITIONS", "DemoConfig", "default_jobs", "format_table", "plot_curves",
-           "run_condition", "run_demo", "run_epochs", "summarize"]
+__all__ = ["Condition", "DEMO_CONDITIONS", "DemoConfig", "DemoOptions", "QUICK", "default_jobs",
+           "format_table", "plot_curves", "run_condition", "run_demo", "run_epochs", "summarize"]

@@ -1,5 +1,5 @@
 """Linear theory vs simulation: fixed low-rank feedback stalls at a spurious fixed point, adaptive
-feedback learns the task's modes r at a time (research/paper.md section 3).
+feedback learns the task's modes r at a time (the linear theory of Hanut & Kadmon, arXiv 2502.20580).
 
 A two-layer linear network y = W2 W1 x learns a teacher with input-output correlation
 S = U diag(s) V^T. *Simulation*: the reference backend trained on finite Gaussian samples (not
@@ -8,7 +8,8 @@ whitened, so it is not the theory by construction). *Theory*: the reduced flow o
 strengths sigma_hat_j(t) = [U^T W2 W1 V]_jj / s_j, simulation solid, theory dashed, for bp, fixed
 rank-r feedback (with the predicted spurious fixed point dotted) and normative adaptive feedback.
 
-Run: ``bioplastic analysis linear_theory [--steps=20000 ...]``.
+Run: ``bioplastic analysis linear_theory [--steps=20000 ...]`` (``--quick`` for a small check,
+``--help`` for every setting).
 """
 
 from __future__ import annotations
@@ -18,29 +19,36 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from pydantic import PositiveFloat, PositiveInt
 
 import bioplastic
 import circuits
 from bioplastic import experiment, theory
-from bioplastic.experiment import config as config_mod
+from bioplastic.experiment.cmdline import parse_command_line
+from bioplastic.experiment.progress import Progress
 
 
 @dataclass(frozen=True)
 class Config:
-    n_in: int = 10           # input dimension n
-    n_hidden: int = 16       # hidden width k (wider than the task)
-    singular_values: tuple = (5.0, 4.0, 3.0, 2.5, 2.0, 1.5, 1.0, 0.5)  # teacher modes; m = len
-    rank: int = 2            # feedback rank r < m
-    samples: int = 500       # finite sample, not whitened: the fixed point assumes <xx^T> = I, so
+    n_in: PositiveInt = 10   # input dimension n
+    n_hidden: PositiveInt = 16  # hidden width k (wider than the task)
+    singular_values: tuple[PositiveFloat, ...] = (5.0, 4.0, 3.0, 2.5, 2.0, 1.5, 1.0, 0.5)  # teacher
+                             # modes; m = len
+    rank: PositiveInt = 2    # feedback rank r < m
+    samples: PositiveInt = 500  # finite sample, not whitened: the fixed point assumes <xx^T> = I, so
                              # the simulation lands 14% from it at 500 samples, 7% at 3000
                              # (exactly whitened: 0.1%, tests/test_limits.py)
     lr: float = 0.04         # forward step (dt / tau)
     feedback_lr: float = 0.04  # normative Q, P step (dt / tau_b)
     init_scale: float = 1e-3  # small initial weights (the fixed-point derivation assumes them)
-    steps: int = 40_000
-    record_every: int = 250
+    steps: PositiveInt = 40_000
+    record_every: PositiveInt = 250
     seed: int = 0
     out: str = "results/linear_theory"
+
+
+#: ``--quick``: a thousand steps.
+QUICK = {"steps": 1000, "record_every": 100}
 
 
 def _teacher(cfg: Config) -> np.ndarray:
@@ -51,8 +59,16 @@ def _teacher(cfg: Config) -> np.ndarray:
     return (U * np.asarray(cfg.singular_values)) @ V[:, :m].T
 
 
-def run(cfg: Config) -> dict:
-    """Simulate and integrate the theory for bp, fixed and normative feedback; no plotting."""
+def check(cfg: Config) -> None:
+    """Raise a clear error on a config this analysis cannot run."""
+    if not cfg.singular_values or len(cfg.singular_values) > cfg.n_in:
+        raise ValueError(f"singular_values: the teacher needs 1 to n_in = {cfg.n_in} modes; got "
+                         f"{len(cfg.singular_values)}")
+
+
+def run(cfg: Config, progress: bool = True) -> dict:
+    """Simulate and integrate the theory for bp, fixed and normative feedback; no plotting.
+    ``progress``: a bar on stderr."""
     S = _teacher(cfg)
     m = S.shape[0]
     rng = np.random.default_rng(cfg.seed + 1)
@@ -60,6 +76,8 @@ def run(cfg: Config) -> dict:
     Y = X @ S.T
     S_sample = Y.T @ X / cfg.samples  # what the simulation actually sees
     out = {"S": S.tolist(), "conditions": {}}
+    bar = Progress(3, desc="linear_theory", enabled=progress)
+    bar.write(f"linear theory vs simulation: {cfg.steps} steps x 3 conditions")
     for name, rule, subspace in (("bp", "bp", None), ("fixed", "ldfa", "fixed"),
                                  ("normative", "ldfa", "normative")):
         t0 = time.perf_counter()
@@ -100,8 +118,10 @@ def run(cfg: Config) -> dict:
             entry["loss_ratio_to_rank_r_optimum"] = float(np.linalg.norm(S - W) ** 2
                                                          / np.linalg.norm(S - best) ** 2)
         out["conditions"][name] = entry
-        print(f"  {name:9s} rel. error to teacher {entry['relative_error_to_teacher']:.3f}  "
-              f"({entry['seconds']:.1f} s)", file=sys.stderr)
+        bar.update(1, name)
+        bar.write(f"  {name:9s} rel. error to teacher {entry['relative_error_to_teacher']:.3f}  "
+                  f"({entry['seconds']:.1f} s)")
+    bar.close()
     return out
 
 
@@ -133,9 +153,10 @@ def plot(results: dict, cfg: Config):
 
 
 def main(argv=None) -> dict:
-    cfg = config_mod.override(Config(), argv)
-    print(f"linear theory vs simulation: {cfg.steps} steps x 3 conditions", file=sys.stderr)
-    results = run(cfg)
+    cl = parse_command_line(Config(), argv, prog="bioplastic analysis linear_theory", quick=QUICK,
+                            check=check, description=__doc__.split("\n\n")[0])
+    cfg = cl.config
+    results = run(cfg, progress=not cl.quiet)
     experiment.save_run(cfg.out, asdict(cfg), results, seed=cfg.seed)
     print(f"figure: {plot(results, cfg)}")
     fixed = results["conditions"]["fixed"]

@@ -2,11 +2,17 @@
 
 Subcommands live in :data:`COMMANDS`; add one with :func:`register_command`, as ``bench`` is:
 
-* ``demo``: the main job, every learning rule on the bundled digits
-  (:func:`analyses/demo.py`);
+* ``demo [--key=value ...]``: the main job, every learning rule on the bundled digits
+  (``analyses/demo.py``);
 * ``analysis NAME [--key=value ...]``: run ``analyses/NAME.py``'s ``main(argv)``;
 * ``info``: versions, backends, data folder;
-* ``bench``: training-step time of ldfa against bp (:mod:`bioplastic.bench.step_time`).
+* ``bench [--key=value ...]``: training-step time of ldfa against bp
+  (:mod:`bioplastic.bench.step_time`).
+
+``demo``, ``analysis`` and ``bench`` read their settings one way
+(:func:`bioplastic.experiment.cmdline.parse_command_line`): ``--key=value`` or ``--key value`` for a
+field of the config, lists comma-separated (``--seeds=0,1,2``), ``--quick``, ``--config FILE``,
+``-q``, ``--help``; a mistake is reported on stderr with exit status 2.
 
 Heavy imports (numpy, matplotlib, torch) happen inside the commands, so ``--help`` is instant.
 """
@@ -23,12 +29,17 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Command:
-    """A subcommand: ``configure(parser)`` adds its arguments, ``run(args) -> exit status``."""
+    """A subcommand: ``configure(parser)`` adds its arguments, ``run(args) -> exit status``.
+
+    A ``passthrough`` command reads its own arguments: ``args.argv`` holds everything after its
+    name, and ``configure`` only describes it for ``bioplastic --help``.
+    """
 
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
     description: str | None = None
+    passthrough: bool = False
 
 
 #: Subcommand name -> Command; every registration below, in the order ``--help`` lists them.
@@ -36,111 +47,58 @@ COMMANDS: dict[str, Command] = {}
 
 
 def register_command(name: str, help: str, configure: Callable, run: Callable,
-                     description: str | None = None) -> None:
+                     description: str | None = None, passthrough: bool = False) -> None:
     """Add subcommand ``name``; refuses a name already taken."""
     if name in COMMANDS:
         raise ValueError(f"command {name!r} is already registered; taken: {', '.join(COMMANDS)}")
-    COMMANDS[name] = Command(help, configure, run, description)
+    COMMANDS[name] = Command(help, configure, run, description, passthrough)
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
 
 
 # --------------------------------------------------------------------------------------------------
 # demo
 # --------------------------------------------------------------------------------------------------
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {value}")
-    return value
+DEMO_DESCRIPTION = (
+    "Train the same MLP (64-128-128-10, ReLU) on scikit-learn's bundled handwritten digits with bp, "
+    "fa, dfa, kp and ldfa (subspace fixed, local, normative; r = 1 and r = 10), over several seeds. "
+    "Prints a table of final test accuracy (mean +- sd) and time, and writes config.json, "
+    "results.json, table.md and learning-curve figures.")
 
 
-def _configure_demo(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=_positive_int, help="epochs per run (default 50)")
-    p.add_argument("--seeds", type=_positive_int, help="number of seeds, 0..N-1 (default 3)")
-    p.add_argument("--out", default="results/demo", help="output folder (default results/demo)")
-    p.add_argument("--backend", choices=("reference", "torch"), default=None,
-                   help="reference (numpy float64, default) or torch")
-    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (torch backend only)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default=None,
-                   help="torch precision (torch backend only; default float32)")
-    p.add_argument("--jobs", type=_positive_int, default=None,
-                   help="worker processes (default: one per core on reference, 1 on torch)")
-    p.add_argument("--quick", action="store_true",
-                   help="tiny run (1 seed, 2 epochs) to check that everything works")
-    p.add_argument("--config", type=Path, default=None,
-                   help="rerun the config of an earlier run (its config.json); other options override it")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
-    p.add_argument("--brian2", action="store_true",
-                   help="instead: train the Brian2 ldfa circuit (64-100-10, r = 4) on the digits and "
-                        "compare it with the reference backend (analyses/brian2_digits.py; output "
-                        "results/demo_brian2 unless --out is given)")
-
-
-def _run_brian2_demo(args: argparse.Namespace) -> int:
-    """The circuit sub-demo: analyses/brian2_digits.py with the demo's options translated."""
-    out = "results/demo_brian2" if args.out == "results/demo" else args.out
-    options = [f"--out={out}"]
-    if args.quick:  # no compiler needed: Brian2's numpy target, one epoch, a two-point settle sweep
-        options += ["--epochs=1", "--device=runtime", "--target=numpy", "--sweep_steps=8,40"]
-    if args.epochs is not None:
-        options.append(f"--epochs={args.epochs}")
-    return _run_analysis(argparse.Namespace(name="brian2_digits", options=options))
+def _run_brian2_demo(cl) -> int:
+    """The circuit sub-demo: analyses/brian2_digits.py with the demo's settings passed on."""
+    other = sorted(cl.given - {"epochs", "out", "brian2"})
+    other += ["config"] if cl.config_file is not None else []
+    if other:
+        print("bioplastic demo --brian2 takes --epochs, --out, --quick and -q; not "
+              + ", ".join(f"--{k}" for k in other), file=sys.stderr)
+        return 2
+    out = cl.options.out if "out" in cl.given else "results/demo_brian2"
+    argv = ["brian2_digits", f"--out={out}"] + (["--quick"] if cl.quick else [])
+    argv += [f"--epochs={cl.config.epochs}"] if "epochs" in cl.given else []
+    return _run_analysis(argparse.Namespace(argv=argv + (["-q"] if cl.quiet else [])))
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    import dataclasses
-    import json
-
-    if args.brian2:
-        ignored = [f"--{k}" for k in ("backend", "seeds", "jobs", "config", "device", "dtype")
-                   if getattr(args, k, None) is not None]
-        if ignored:
-            print(f"bioplastic demo --brian2 takes --epochs, --out and --quick; not {', '.join(ignored)}",
-                  file=sys.stderr)
-            return 2
-        return _run_brian2_demo(args)
+    from .experiment.cmdline import parse_command_line
 
     demo = load_analysis("demo")
-    DemoConfig, run_demo = demo.DemoConfig, demo.run_demo
-
-    if args.config is not None:
-        try:
-            saved = json.loads(args.config.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            print(f"bioplastic demo: cannot read --config {args.config}: {err}", file=sys.stderr)
-            return 2
-        try:
-            cfg = DemoConfig.from_dict(saved.get("config", saved))
-        except (ValueError, TypeError, AttributeError, KeyError) as err:
-            print(f"bioplastic demo: bad --config {args.config}: {err}", file=sys.stderr)
-            return 2
-    else:
-        cfg = DemoConfig()
-    changes = {}
-    if args.quick:
-        changes.update(epochs=2, seeds=(0,))
-    if args.epochs is not None:
-        changes["epochs"] = args.epochs
-    if args.seeds is not None:
-        changes["seeds"] = tuple(range(args.seeds))
-    for key in ("backend", "dtype", "device"):
-        if getattr(args, key) is not None:
-            changes[key] = getattr(args, key)
-    try:
-        cfg = dataclasses.replace(cfg, **changes)
-    except ValueError as err:
-        print(f"bioplastic demo: {err}", file=sys.stderr)
-        return 2
+    cl = parse_command_line(demo.DemoConfig(), args.argv, prog="bioplastic demo",
+                            options=demo.DemoOptions(), quick=demo.QUICK,
+                            description=DEMO_DESCRIPTION)
+    if cl.options.brian2:
+        return _run_brian2_demo(cl)
+    cfg, out = cl.config, cl.options.out
     if cfg.backend == "torch" and importlib.util.find_spec("torch") is None:
         print("bioplastic demo: the torch backend is not available in this installation; "
-              "use --backend reference", file=sys.stderr)
+              "use --backend=reference", file=sys.stderr)
         return 2
-    jobs = 1 if args.quick and args.jobs is None else args.jobs
     try:
-        results = run_demo(cfg, args.out, jobs=jobs, progress=not args.quiet)
+        results = demo.run_demo(cfg, out, jobs=cl.options.jobs, progress=not cl.quiet)
     except (ValueError, TypeError, KeyError) as err:
         print(f"bioplastic demo: {err}", file=sys.stderr)
         return 2
@@ -149,17 +107,14 @@ def _run_demo(args: argparse.Namespace) -> int:
     epochs = f"{cfg.epochs} epoch{'s' if cfg.epochs > 1 else ''}"
     print(f"\n{len(results['table'])} conditions x {seeds} x {epochs} in "
           f"{results['total_time']:.1f} s; final test accuracy, mean +- sd over seeds. "
-          f"Results and figures: {args.out}/")
+          f"Results and figures: {out}/")
     return 0
 
 
 register_command(
     "demo", "train one MLP on the bundled digits with every learning rule (the main job)",
-    _configure_demo, _run_demo,
-    description="Train the same MLP (64-128-128-10, ReLU) on scikit-learn's bundled handwritten "
-                "digits with bp, fa, dfa, kp and ldfa (subspace fixed, local, normative; r = 1 and "
-                "r = 10), over several seeds. Prints a table of final test accuracy (mean +- sd) and "
-                "time, and writes config.json, results.json, table.md and learning-curve figures.")
+    _no_arguments, _run_demo, passthrough=True,
+    description=DEMO_DESCRIPTION + " Settings: --key=value (bioplastic demo --help).")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -191,26 +146,35 @@ def load_analysis(name: str):
     return importlib.import_module(f"analyses.{name}")
 
 
-def _configure_analysis(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", nargs="?", help="analysis to run (omit to list them)")
-    p.add_argument("options", nargs=argparse.REMAINDER, help="--key=value settings of its Config")
+ANALYSIS_USAGE = ("usage: bioplastic analysis NAME [--key=value ...] [--quick] [--config FILE] [-q] [-h]\n"
+                  "Runs analyses/NAME.py's main(argv); bioplastic analysis NAME --help lists its "
+                  "settings, bioplastic analysis alone the analyses.")
 
 
 def _run_analysis(args: argparse.Namespace) -> int:
-    folder = analyses_dir()
-    names = available_analyses(folder)
-    if args.name is None:
-        print("available analyses: " + (", ".join(names) if names else f"none (in {folder})"))
-        return 0
-    if args.name not in names:
-        listing = ", ".join(names) if names else f"none found in {folder}"
-        print(f"bioplastic analysis: unknown analysis {args.name!r}; valid options: {listing}",
+    argv = list(args.argv)
+    name = argv.pop(0) if argv and not argv[0].startswith("-") else None
+    if name is None and argv:
+        if argv[0] in ("-h", "--help"):
+            print(ANALYSIS_USAGE)
+            return 0
+        print(f"bioplastic analysis: name the analysis before its settings\n{ANALYSIS_USAGE}",
               file=sys.stderr)
         return 2
-    path = folder / f"{args.name}.py"
+    folder = analyses_dir()
+    names = available_analyses(folder)
+    if name is None:
+        print("available analyses: " + (", ".join(names) if names else f"none (in {folder})"))
+        return 0
+    if name not in names:
+        listing = ", ".join(names) if names else f"none found in {folder}"
+        print(f"bioplastic analysis: unknown analysis {name!r}; valid options: {listing}",
+              file=sys.stderr)
+        return 2
+    path = folder / f"{name}.py"
     # the analyses are scripts, not a package: load by path, with their folder importable so that
     # they can share helper modules (analyses/_common.py and the like)
-    spec = importlib.util.spec_from_file_location(f"bioplastic_analysis_{args.name}", path)
+    spec = importlib.util.spec_from_file_location(f"bioplastic_analysis_{name}", path)
     module = importlib.util.module_from_spec(spec)
     # registered before it runs: dataclasses (and pickle) look the defining module up by name
     sys.modules[spec.name] = module
@@ -220,7 +184,7 @@ def _run_analysis(args: argparse.Namespace) -> int:
         if not callable(getattr(module, "main", None)):
             print(f"bioplastic analysis: {path} defines no main(argv)", file=sys.stderr)
             return 2
-        status = module.main(list(args.options))
+        status = module.main(argv)
     finally:
         sys.path.remove(str(folder))
     # an int is an exit status; anything else (analyses often return their results) means success
@@ -229,9 +193,9 @@ def _run_analysis(args: argparse.Namespace) -> int:
 
 register_command(
     "analysis", "run one analysis script, analyses/NAME.py, with --key=value settings",
-    _configure_analysis, _run_analysis,
-    description="Run analyses/NAME.py's main(argv), passing the --key=value options through. "
-                "Without NAME, list the available analyses.")
+    _no_arguments, _run_analysis, passthrough=True,
+    description="Run analyses/NAME.py's main(argv) with the --key=value settings of its Config "
+                "(bioplastic analysis NAME --help lists them). Without NAME, list the analyses.")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -272,26 +236,22 @@ register_command("info", "versions, backends, data folder", _configure_info, _ru
 
 
 # --------------------------------------------------------------------------------------------------
-# bench (bioplastic/bench.py owns its arguments and its run)
+# bench (bioplastic/bench/step_time.py owns its settings and its run)
 # --------------------------------------------------------------------------------------------------
 
-def _configure_bench(p: argparse.ArgumentParser) -> None:
-    from .bench.step_time import configure_parser
-
-    configure_parser(p)
-
-
 def _run_bench(args: argparse.Namespace) -> int:
-    from .bench.step_time import run_cli
+    from .bench.step_time import command
 
-    return run_cli(args)
+    command(args.argv, prog="bioplastic bench")
+    return 0
 
 
 register_command(
     "bench", "time a training step of ldfa against backprop (torch), measured and counted",
-    _configure_bench, _run_bench,
+    _no_arguments, _run_bench, passthrough=True,
     description="Training-step time of LDFA against backprop on the paper's models, with the "
-                "analytic FLOP count next to the measured ratio (see bioplastic/bench.py).")
+                "analytic FLOP count next to the measured ratio (bioplastic/bench/step_time.py; "
+                "settings: bioplastic bench --help).")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -317,12 +277,21 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = make_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS and COMMANDS[argv[0]].passthrough:
+        args = argparse.Namespace(command=argv[0], argv=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
     try:
         return COMMANDS[args.command].run(args)
+    except SystemExit as stop:  # a command's --help (0) or a mistake in its settings (2)
+        if stop.code is None or isinstance(stop.code, int):
+            return stop.code or 0
+        print(stop.code, file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -63,14 +63,46 @@ def test_demo_quick_end_to_end_and_rerun_from_config(tmp_path, capsys):
 def test_demo_bad_options(tmp_path, capsys):
     assert cli.main(["demo", "--device", "cuda", "--out", str(tmp_path), "-q"]) == 2
     assert "device applies to backend 'torch' only" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as err:
-        cli.main(["demo", "--epochs", "0"])
-    assert err.value.code == 2 and "positive integer" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli.main(["demo", "--backend", "numpy"])
-    assert "invalid choice" in capsys.readouterr().err
+    assert cli.main(["demo", "--epochs", "0"]) == 2
+    assert "epochs: must be a positive int, got '0'" in capsys.readouterr().err
+    assert cli.main(["demo", "--backend", "numpy"]) == 2
+    assert "backend: must be one of reference, torch, got 'numpy'" in capsys.readouterr().err
     assert cli.main(["demo", "--config", str(tmp_path / "missing.json")]) == 2
     assert "cannot read --config" in capsys.readouterr().err
+    # every mistake at once; nothing written
+    assert cli.main(["demo", "--epochs=x", "--seeds=0,y", "--jobs=0", "--out", str(tmp_path / "no")]) == 2
+    err = capsys.readouterr().err
+    for problem in ("epochs: must be a positive int, got 'x'", "seeds.1: must be an int >= 0, got 'y'",
+                    "jobs: must be a positive int or none, got '0'"):
+        assert problem in err
+    assert not (tmp_path / "no").exists()
+
+
+def test_demo_seeds_are_the_seeds_themselves(tmp_path, monkeypatch):
+    demo = cli.load_analysis("demo")
+    seen = {}
+
+    def fake_run_demo(cfg, out, jobs=None, progress=True):
+        seen.update(cfg=cfg, out=out, jobs=jobs, progress=progress)
+        return {"table": [], "total_time": 0.0}
+
+    monkeypatch.setattr(demo, "run_demo", fake_run_demo)
+    monkeypatch.setattr(demo, "format_table", lambda rows: "| table |")
+    assert cli.main(["demo", "--seeds=3", "--epochs", "4", "--out", str(tmp_path), "-q"]) == 0
+    assert seen["cfg"].seeds == (3,) and seen["cfg"].epochs == 4 and not seen["progress"]
+    assert cli.main(["demo", "--seeds", "0,5,7", "--jobs=2", "--out", str(tmp_path)]) == 0
+    assert seen["cfg"].seeds == (0, 5, 7) and seen["jobs"] == 2 and seen["progress"]
+    assert cli.main(["demo", "--quick", "--seeds=2", "--out", str(tmp_path)]) == 0
+    assert seen["cfg"].seeds == (2,) and seen["cfg"].epochs == 2 and seen["jobs"] == 1
+
+
+def test_demo_help_lists_settings(capsys):
+    assert cli.main(["demo", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: bioplastic demo [--key=value ...] [--quick] [--config FILE]")
+    for option in ("--epochs=50", "--seeds=0,1,2", "--backend=reference", "--out=results/demo",
+                   "--jobs=none", "--brian2=false", "--quick", "-q, --quiet"):
+        assert f"  {option}" in out, option
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import operator
 import os
 import random
 from pathlib import Path
@@ -22,6 +23,7 @@ import circuits
 from analyses import demo as dm
 from bioplastic import experiment as ex
 from bioplastic.data import Dataset, one_hot
+from bioplastic.experiment.pool import run_tasks
 from bioplastic.experiment.progress import Progress, format_seconds
 from bioplastic.rules import get_rule, loss, train_step
 
@@ -195,8 +197,12 @@ def test_condition_labels_and_circuits():
 def test_demo_config_round_trip_and_errors():
     cfg = dm.DemoConfig(epochs=4, seeds=(1, 2))
     assert dm.DemoConfig.from_dict(json.loads(json.dumps(ex.to_jsonable(cfg)))) == cfg
-    with pytest.raises(ValueError, match="unknown demo config keys.*'lr'"):
+    with pytest.raises(ValueError, match="unknown key 'lr'; valid keys: sizes, activation, epochs"):
         dm.DemoConfig.from_dict({"lr": 0.1})
+    with pytest.raises(ValueError) as err:  # every problem at once, with its dotted path
+        dm.DemoConfig.from_dict({"epochs": 0, "conditions": [{"rule": "bp", "lr": "fast"}]})
+    assert err.value.problems == ["epochs: must be a positive int, got 0",
+                                  "conditions.0.lr: must be a number, got 'fast'"]
     with pytest.raises(ValueError, match="epochs"):
         dm.DemoConfig(epochs=0)
     with pytest.raises(ValueError, match="seeds"):
@@ -236,6 +242,29 @@ def test_run_demo_tiny_and_independent_of_workers(tmp_path):
         "config.json", "results.json", "table.md", "test_accuracy.png", "train_loss.png"}
     with pytest.raises(ValueError, match="do not fit digits"):
         dm.run_demo(dm.DemoConfig(sizes=(10, 5, 10)), tmp_path / "c", progress=False)
+
+
+# ----------------------------------------------------------------------------------------- pool
+
+def test_run_tasks_in_process_and_in_workers_give_the_same_results_in_task_order():
+    tasks = [(i,) for i in range(5)]
+    done, ticks = [], []
+
+    def counted(base, exponent, progress=None):  # in this process: may call back
+        progress("tick", exponent)
+        return base ** exponent
+
+    here = run_tasks(counted, tasks, 1, shared=(3,), on_done=lambda i, r: done.append((i, r)),
+                     on_progress=lambda i, *args: ticks.append((i, *args)))
+    assert here == [1, 3, 9, 27, 81] and done == list(enumerate(here))
+    assert ticks == [(i, "tick", i) for i in range(5)]
+    done.clear()
+    workers = run_tasks(operator.pow, tasks, 2, shared=(3,), on_done=lambda i, r: done.append((i, r)))
+    assert workers == here and sorted(done) == list(enumerate(here))  # completion order may differ
+    with pytest.raises(ZeroDivisionError):
+        run_tasks(operator.truediv, [(1,), (0,), (2,)], 2, shared=(1,))
+    with pytest.raises(ValueError, match="jobs must be a positive int"):
+        run_tasks(operator.pow, tasks, 0)
 
 
 # ------------------------------------------------------------------------------------- progress

@@ -11,7 +11,7 @@ matrix-multiply FLOPs (2 per multiply-add) of a step is therefore, per layer wit
     \text{bp: } F + F + F\,[\text{input needs a gradient}], \qquad
     \text{ldfa: } F + F + c_r,
 
-with :math:`c_r` linear in r (:func:`layer_flops`); the first layer computes no input gradient in
+with :math:`c_r` linear in r (:func:`bioplastic.bench.flops.layer_flops`); the first layer computes no input gradient in
 either, so a 4-layer MLP 3072-2048-2048-2048-10 has ldfa/bp -> 0.78 as r -> 0, and deep networks
 approach 2/3. Attention products (q k^T, A v: backward twice forward) count in both; norms,
 activations and the optimiser count in neither, which is why measured ratios sit above the
@@ -36,9 +36,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import NonNegativeInt, PositiveInt
 
 from .costmodel import Machine, calibrate, count_ops, predict_seconds, summarize_ops
+from .flops import LayerShape, layer_flops, layer_shapes, step_flops
+from .report import format_table, plot
 
 #: Benchmarked models: name -> (bioplastic.torch.models name, its keyword arguments, input shape
 #: without the batch). The MLPs are the paper's 4-layer MLP at two widths; all have 10 classes.
@@ -55,152 +59,47 @@ BENCH_MODELS: dict[str, tuple[str, dict, tuple[int, ...]]] = {
 class BenchConfig:
     """What ``bioplastic bench`` measures (every field settable as ``--key=value``)."""
 
-    models: tuple = ("mlp512", "mlp2048", "vgg", "vit")  # names in BENCH_MODELS
-    ranks: tuple = (1, 4, 10, 32)      # ldfa ranks r (fused qkv maps get 3r)
-    batch: int = 256                   # MLP batch (the issue's reference point)
-    conv_batch: int = 64               # VGG and ViT batch (CPU time stays minutes)
+    models: tuple[str, ...] = ("mlp512", "mlp2048", "vgg", "vit")  # names in BENCH_MODELS
+    ranks: tuple[PositiveInt, ...] = (1, 4, 10, 32)  # ldfa ranks r (fused qkv maps get 3r)
+    batch: PositiveInt = 256           # MLP batch
+    conv_batch: PositiveInt = 64       # VGG and ViT batch (CPU time stays minutes)
     subspace: str = "local"            # ldfa subspace rule of every layer
-    rounds: int = 15                   # timed rounds (one step of every variant per round)
-    warmup: int = 3                    # untimed rounds first (allocator, oneDNN kernels)
-    device: str = "cpu"                # "cpu" or "cuda"
-    clock: str = "wall"                # "wall", or "cpu" (process CPU time: robust on a busy machine)
-    threads: int = 0                   # torch CPU threads; 0 keeps torch's default
+    rounds: PositiveInt = 15           # timed rounds (one step of every variant per round)
+    warmup: NonNegativeInt = 3         # untimed rounds first (allocator, oneDNN kernels)
+    device: str = "cpu"                # "cpu", "cuda" or "cuda:N"
+    clock: Literal["wall", "cpu"] = "wall"  # or process CPU time: robust on a busy machine
+    threads: NonNegativeInt = 0        # torch CPU threads; 0 keeps torch's default
     plain_baseline: bool = True        # also time a hand-written LDFA MLP (machinery overhead)
     profile: bool = True               # torch.profiler breakdown of one bp and one ldfa step
     seed: int = 0
     out: str = "results/bench"
 
 
-# ----------------------------------------------------------------------------------------------
-# Analytic FLOP count
-# ----------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class LayerShape:
-    """One weight layer of a step, as a (grouped) matrix product over ``rows`` rows.
-
-    ``rows``: batch x positions (tokens, output pixels); ``fan_in``: inputs per output unit
-    (in_features, or C_in/G k_h k_w); ``out``: outputs per row (C_out); ``groups``; whether its input
-    needs a gradient; the layer's rule, rank and subspace (None for plain backprop layers).
-    """
-
-    kind: str
-    rows: int
-    fan_in: int
-    out: int
-    groups: int = 1
-    input_grad: bool = True
-    rule: str = "bp"
-    rank: int | None = None
-    subspace: str | None = None
+#: ``--quick`` settings: one model, two ranks, a few rounds, no profile.
+QUICK = {"models": ("mlp512",), "ranks": (1, 10), "rounds": 3, "warmup": 1, "profile": False}
 
 
-def layer_flops(s: LayerShape) -> dict[str, int]:
-    """Matrix-multiply FLOPs of one layer in one step, as the layers compute them.
-
-    Multiply-adds (MAC) x 2. Forward and weight gradient: rows fan_in out each. Input gradient:
-    the same for bp, fa, kp (when the input needs one); for ldfa with rank r the bottleneck
-    z = g P^T (rows r out/G) and z Q^T (rows r fan_in). Subspace rules:
-
-    * ``local``: the contractions of the weight gradient, 2 r out fan_in / G (Conv2d always;
-      Linear when that is cheaper than forming u = x Q and its products with the rows,
-      rows r (2 fan_in + out));
-    * ``oja``: P C from z and g (rows r out / G) plus the r x r products; Q as ``local``;
-    * ``normative``: products of W, P, Q only (about 2-3 r out fan_in / G);
-    * ``fixed``: nothing beyond z and the input gradient.
-
-    A layer whose input is data (takes no gradient) has no bottleneck and no subspace work.
-    """
-    fwd = s.rows * s.fan_in * s.out
-    if s.kind == "attention":  # q k^T and A v (fan_in = keys S, out = width E); both operands of
-        # each need a gradient, so backward costs twice the forward
-        return {"forward": 2 * 2 * fwd, "weight_grad": 0, "input_grad": 2 * 4 * fwd, "feedback": 0}
-    mac = {"forward": fwd, "weight_grad": fwd, "input_grad": 0, "feedback": 0}
-    if s.rule != "ldfa":
-        mac["input_grad"] = fwd if s.input_grad else 0
-        return {k: 2 * v for k, v in mac.items()}
-    if not s.input_grad:  # feedback into data reaches no neuron: no bottleneck, no plasticity
-        return {k: 2 * v for k, v in mac.items()}
-    from ..torch.functional import weight_grad_is_cheaper
-
-    r, out_g, conv = s.rank, s.out // s.groups, s.kind == "conv"
-    z = s.rows * r * out_g
-    weight_contraction = r * s.out * s.fan_in // s.groups  # one of P_f dW_f, Q_f dW_f^T
-    mac["input_grad"] = z + s.rows * r * s.fan_in
-    if s.subspace == "local":
-        per_row = 2 * s.rows * r * s.fan_in + s.rows * r * s.out
-        mac["feedback"] = (2 * weight_contraction if conv or weight_grad_is_cheaper(
-            s.rows, s.fan_in, s.out) else per_row)
-    elif s.subspace == "oja":
-        grad_q = weight_contraction if conv else s.rows * r * s.fan_in
-        mac["feedback"] = z + 2 * r * r * out_g + grad_q
-    elif s.subspace == "normative":
-        mac["feedback"] = (3 * weight_contraction if conv else
-                           2 * s.out * s.fan_in * r + 2 * r * r * (s.fan_in + s.out))
-    return {k: 2 * v for k, v in mac.items()}
-
-
-def layer_shapes(model, x) -> list[LayerShape]:
-    """The weight layers and attention products one forward of ``model`` on ``x`` runs, in order.
-
-    Recorded by forward hooks: ``nn.Linear`` (and subclasses), ``nn.Conv2d``, the feedback layers
-    (with their rule, actual rank and subspace), ``nn.MultiheadAttention`` and
-    :class:`bioplastic.torch.models.Attention` (their q k^T and A v products; the projections of a plain
-    ``nn.MultiheadAttention``, which it applies without calling them, are added here too).
-    A FeedbackConv2d is an ``nn.Conv2d``.
-    """
+def check(cfg: BenchConfig) -> None:
+    """Raise a clear ValueError on a config the benchmark cannot run (before any work)."""
     import torch
-    from torch import nn
 
-    from ..torch.attention import FeedbackMultiheadAttention
-    from ..torch.linear import FeedbackLinear
-    from ..torch.models import Attention
-
-    shapes: list[LayerShape] = []
-
-    def rule_of(m):
-        return (getattr(m, "rule", "bp"), getattr(m, "rank", None), getattr(m, "subspace", None))
-
-    def hook(m, inputs, output):
-        inp = inputs[0]
-        needs = inp.requires_grad
-        if isinstance(m, (nn.Linear, FeedbackLinear)):
-            rows = inp.numel() // inp.shape[-1]
-            shapes.append(LayerShape("linear", rows, m.in_features, m.out_features, 1, needs,
-                                     *rule_of(m)))
-        elif isinstance(m, nn.Conv2d):
-            n, _, h, w = output.shape
-            fan = (m.in_channels // m.groups) * math.prod(m.kernel_size)
-            shapes.append(LayerShape("conv", n * h * w, fan, m.out_channels, m.groups, needs,
-                                     *rule_of(m)))
-        elif isinstance(m, (Attention, nn.MultiheadAttention)):
-            q = inp if getattr(m, "batch_first", True) else inp.transpose(0, 1)
-            n, t, e = q.shape
-            if isinstance(m, nn.MultiheadAttention) and not isinstance(m, FeedbackMultiheadAttention):
-                shapes.append(LayerShape("linear", n * t, e, 3 * e, 1, needs))
-                shapes.append(LayerShape("linear", n * t, e, e, 1, True))
-            shapes.append(LayerShape("attention", n * t, t, e))
-
-    # (a plain nn.MultiheadAttention never calls its out_proj, so that hook stays silent)
-    kinds = (nn.Linear, FeedbackLinear, nn.Conv2d, Attention, nn.MultiheadAttention)
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
-    try:
-        with torch.enable_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return shapes
-
-
-def step_flops(shapes: Sequence[LayerShape]) -> dict[str, int]:
-    """Summed :func:`layer_flops` of a step, with ``total``."""
-    total = {"forward": 0, "weight_grad": 0, "input_grad": 0, "feedback": 0}
-    for s in shapes:
-        for k, v in layer_flops(s).items():
-            total[k] += v
-    total["total"] = sum(total.values())
-    return total
+    unknown = [m for m in cfg.models if m not in BENCH_MODELS]
+    if unknown or not cfg.models:
+        raise ValueError(f"unknown bench models {unknown}; valid options: {', '.join(BENCH_MODELS)}")
+    bad = [r for r in cfg.ranks if isinstance(r, bool) or not isinstance(r, int) or r < 1]
+    if bad or not cfg.ranks:
+        raise ValueError(f"ranks must be positive ints; got {list(cfg.ranks)}")
+    for key, low in (("batch", 1), ("conv_batch", 1), ("rounds", 1), ("warmup", 0), ("threads", 0)):
+        value = getattr(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{key} must be an int >= {low}; got {value!r}")
+    if cfg.clock not in CLOCKS:
+        raise ValueError(f"unknown clock {cfg.clock!r}; valid options: {', '.join(CLOCKS)}")
+    if not (cfg.device == "cpu" or cfg.device.startswith("cuda")):
+        raise ValueError(f"unknown device {cfg.device!r}; valid options: cpu, cuda, cuda:N")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch.cuda.is_available() is False; use "
+                         "--device=cpu")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -422,110 +321,36 @@ def bench_model(name: str, cfg: BenchConfig, machine: Machine | None = None) -> 
     return out
 
 
-def run(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Benchmark every model of ``cfg``; returns a JSON-able dict (no files written)."""
+def run(cfg: BenchConfig, progress: bool = False) -> dict[str, Any]:
+    """Benchmark every model of ``cfg``; returns a JSON-able dict (no files written).
+
+    ``progress``: show a :class:`~bioplastic.experiment.progress.Progress` bar (stderr), a step
+    per model.
+    """
     import torch
 
-    unknown = [m for m in cfg.models if m not in BENCH_MODELS]
-    if unknown:
-        raise ValueError(f"unknown bench models {unknown}; valid options: {', '.join(BENCH_MODELS)}")
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but torch.cuda.is_available() is False; use "
-                         "--device=cpu")
-    bad = [r for r in cfg.ranks if isinstance(r, bool) or not isinstance(r, int) or r < 1]
-    if bad or not cfg.ranks:
-        raise ValueError(f"ranks must be positive ints; got {list(cfg.ranks)}")
-    for key, low in (("batch", 1), ("conv_batch", 1), ("rounds", 1), ("warmup", 0), ("threads", 0)):
-        value = getattr(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{key} must be an int >= {low}; got {value!r}")
-    if cfg.clock not in CLOCKS:
-        raise ValueError(f"unknown clock {cfg.clock!r}; valid options: {', '.join(CLOCKS)}")
-    if not (cfg.device == "cpu" or cfg.device.startswith("cuda")):
-        raise ValueError(f"unknown device {cfg.device!r}; valid options: cpu, cuda, cuda:N")
+    from ..experiment.progress import Progress
+
+    check(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device_name = (torch.cuda.get_device_name(cfg.device) if cfg.device.startswith("cuda")
                    else f"cpu ({torch.get_num_threads()} threads)")
     machine = calibrate(cfg.device, clock=CLOCKS[cfg.clock])
     results: dict[str, Any] = {"device": device_name, "machine": asdict(machine), "models": {}}
-    for name in cfg.models:
-        if progress:
-            progress(f"bench {name} on {device_name}")
-        results["models"][name] = bench_model(name, cfg, machine)
+    with Progress(len(cfg.models), desc="bench", enabled=progress) as bar:
+        bar.write(f"bench {', '.join(cfg.models)} on {device_name}")
+        for name in cfg.models:
+            results["models"][name] = bench_model(name, cfg, machine)
+            bar.update(1, name)
     return results
-
-
-def plot(results: dict[str, Any], cfg: BenchConfig, path: str | Path | None = None) -> Path:
-    """Measured ldfa/bp step-time ratio and analytic FLOP ratio against r, one panel per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..plotting import save
-
-    names = list(results["models"])
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.6), squeeze=False,
-                             layout="constrained")
-    for ax, name in zip(axes[0], names):
-        variants = results["models"][name]["variants"]
-        ranks = [r for r in cfg.ranks if f"ldfa_r{r}" in variants]
-        flop = [variants[f"ldfa_r{r}"]["flop_ratio"] for r in ranks]
-        ax.fill_between(ranks, [0.95 * f for f in flop], [1.05 * f for f in flop], color="C0",
-                        alpha=0.15, label="FLOP ratio +- 5%")
-        ax.plot(ranks, flop, "C0--", label="analytic FLOP ratio")
-        if "profile_prediction" in variants[f"ldfa_r{ranks[0]}"]:
-            ax.plot(ranks, [variants[f"ldfa_r{r}"]["profile_prediction"] for r in ranks], "C7:",
-                    label="FLOP ratio on bp's matmul time")
-        ax.plot(ranks, [variants[f"ldfa_r{r}"]["cost_ratio"] for r in ranks], "C4s--", ms=3,
-                label="counted cost model")
-        ax.plot(ranks, [variants[f"ldfa_r{r}"]["ratio"] for r in ranks], "C1o-",
-                label="measured time ratio")
-        if f"plain_r{ranks[0]}" in variants:
-            ax.plot(ranks, [variants[f"plain_r{r}"]["ratio"] for r in ranks], "C2x:",
-                    label="hand-written LDFA MLP")
-        ax.axhline(1.0, color="0.6", lw=0.8)
-        ax.set_xscale("log")
-        ax.set_xticks(ranks, [str(r) for r in ranks])
-        ax.set_title(f"{name} (batch {results['models'][name]['batch']})", fontsize=9)
-        ax.set_xlabel("feedback rank r")
-    axes[0][0].set_ylabel("ldfa / bp per training step")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=7,
-               frameon=False)
-    fig.suptitle(f"LDFA vs backprop step cost on {results['device']}", fontsize=10)
-    return save(fig, path or Path(cfg.out) / "bench.png")
-
-
-def format_table(results: dict[str, Any], cfg: BenchConfig) -> str:
-    """One line per model and rank: measured ratio, FLOP ratio, their gap, machinery overhead."""
-    lines = [f"{'model':<8} {'variant':<10} {'ms/step':>9} {'ratio':>7} {'flop':>7} {'gap':>7} "
-             f"{'cost':>7} {'c-gap':>7} {'mm-pred':>8} {'vs plain':>9}"]
-    for name, res in results["models"].items():
-        for v, d in res["variants"].items():
-            plain = d.get("overhead_vs_plain")
-            pred = d.get("profile_prediction")
-            lines.append(f"{name:<8} {v:<10} {1e3 * d['median_s']:9.1f} {d['ratio']:7.3f} "
-                         f"{d['flop_ratio']:7.3f} {d['gap']:+7.1%} "
-                         f"{d['cost_ratio']:7.3f} {d['gap_cost']:+7.1%} "
-                         f"{'' if pred is None else format(pred, '8.3f'):>8} "
-                         f"{'' if plain is None else format(plain, '+9.1%'):>9}")
-    lines.append("ratio: median per-round ldfa/bp step time; flop: analytic matmul-FLOP ratio; gap: "
-                 "ratio/flop - 1; cost: ratio of the counted cost model (every executed operator's "
-                 "FLOPs and bytes on this machine's roofline, bioplastic.bench.costmodel); c-gap: ratio/cost "
-                 "- 1; mm-pred: flop ratio applied to bp's profiled matmul time only; vs plain: time "
-                 "over a hand-written LDFA MLP")
-    return "\n".join(lines)
 
 
 def main(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
     """Run, write ``results.json`` + ``config.json`` + ``bench.png`` under ``cfg.out``, print a table."""
-    import sys
-
     from ..experiment import save_run
 
-    results = run(cfg, None if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True)))
+    results = run(cfg, progress=not quiet)
     save_run(cfg.out, asdict(cfg), results, seed=cfg.seed)
     figure = plot(results, cfg)
     if not quiet:
@@ -534,45 +359,19 @@ def main(cfg: BenchConfig, quiet: bool = False) -> dict[str, Any]:
     return results
 
 
-# ----------------------------------------------------------------------------------------------
-# Command line (``bioplastic bench``)
-# ----------------------------------------------------------------------------------------------
+def command(argv: Sequence[str] | None, prog: str = "bioplastic bench") -> dict[str, Any]:
+    """``bioplastic bench [--key=value ...] [--quick] [--config FILE] [-q]``: read, run, report.
 
-def configure_parser(parser) -> None:
-    """Arguments of ``bioplastic bench``: ``--quick`` and one ``--field VALUE`` per BenchConfig field."""
-    import dataclasses
+    A mistake in the settings prints every problem to stderr and exits with status 2.
+    """
+    from ..experiment.cmdline import parse_command_line
 
-    parser.add_argument("--quick", action="store_true",
-                        help="small run: mlp512 only, ranks 1 and 10, 3 rounds, no profile")
-    for f in dataclasses.fields(BenchConfig):
-        default = f.default
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        parser.add_argument(f"--{f.name}", default=None, metavar="VALUE",
-                            help=f"default {shown}")
-
-
-#: ``--quick`` settings.
-QUICK = dict(models=("mlp512",), ranks=(1, 10), rounds=3, warmup=1, profile=False)
-
-
-def run_cli(args) -> int:
-    """Entry of ``bioplastic bench`` (parsed by :func:`configure_parser`); returns the exit status."""
-    import dataclasses
-    import sys
-
-    from ..experiment.config import override
-
-    cfg = dataclasses.replace(BenchConfig(), **QUICK) if args.quick else BenchConfig()
-    given = [f"--{f.name}={getattr(args, f.name)}" for f in dataclasses.fields(BenchConfig)
-             if getattr(args, f.name, None) is not None]
-    try:
-        main(override(cfg, given))
-    except ValueError as err:
-        print(f"bioplastic bench: {err}", file=sys.stderr)
-        return 2
-    return 0
+    cl = parse_command_line(BenchConfig(), argv, prog=prog, quick=QUICK, check=check,
+                            description="Training-step time of LDFA against backprop: measured "
+                                        "ratio, analytic FLOP ratio and counted cost model.")
+    return main(cl.config, quiet=cl.quiet)
 
 
 __all__ = ["BENCH_MODELS", "BenchConfig", "CLOCKS", "LayerShape", "MATMUL_OPS", "QUICK", "bench_model",
-           "configure_parser", "format_table", "layer_flops", "layer_shapes", "main", "make_step", "plot",
-           "profile_step", "run", "run_cli", "step_flops", "summarize_times", "time_interleaved"]
+           "check", "command", "format_table", "layer_flops", "layer_shapes", "main", "make_step",
+           "plot", "profile_step", "run", "step_flops", "summarize_times", "time_interleaved"]

@@ -1,5 +1,6 @@
-"""Running experiments: results on disk (:mod:`.io`), the training loop (:mod:`.train`), command-line
-configuration (:mod:`.config`), progress display (:mod:`.progress`). No science here: the studies
+"""Running experiments: results on disk (:mod:`.io`), the training loop (:mod:`.train`), configs
+validated from the command line or a saved file (:mod:`.config`, :mod:`.cmdline`), independent runs
+in worker processes (:mod:`.pool`), progress display (:mod:`.progress`). No science here: the studies
 themselves live in the top-level ``analyses`` folder.
 """
 

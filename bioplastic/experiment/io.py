@@ -149,7 +149,7 @@ def save_run(directory: str | os.PathLike, config: Any, results: Any | None = No
     """
     directory = Path(directory)
     meta = {"config": config, "seed": seed, "versions": versions(), "git_sha": git_sha(),
-            "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "command": sys.argv, "platform": platform.platform()}
     write_json(directory / "config.json", meta)
     if results is not None:
