@@ -16,6 +16,8 @@ from helpers import assert_close
 
 import bioplastic
 import circuits
+from bioplastic import rules
+from bioplastic.circuit.keys import kind_of
 
 pytest.importorskip("brian2")
 pytestmark = pytest.mark.brian2
@@ -34,7 +36,16 @@ RULES = {
     "ldfa-fixed": dict(rule="ldfa", rank=3, subspace="fixed"),
     "ldfa-local": dict(rule="ldfa", rank=3, subspace="local"),
     "ldfa-oja": dict(rule="ldfa", rank=3, subspace="oja"),
+    "ldfa-q_only": dict(rule="ldfa", rank=3, subspace="q_only"),
+    # low-rank direct feedback: one bottleneck from the error to every hidden layer
+    "dfa-r-fixed": dict(rule="dfa", rank=2, subspace="fixed"),
+    "dfa-r-local": dict(rule="dfa", rank=2, subspace="local"),
+    "dfa-r-oja": dict(rule="dfa", rank=2, subspace="oja"),
+    "dfa-r-q_only": dict(rule="dfa", rank=2, subspace="q_only"),
 }
+#: Weight kinds that must not move, by RULES entry.
+FIXED_KINDS = {"fa": "B", "dfa": "B", "ldfa-fixed": "PQ", "ldfa-q_only": "P", "dfa-r-fixed": "PQ",
+               "dfa-r-q_only": "P"}
 
 
 @pytest.fixture(autouse=True)
@@ -80,8 +91,8 @@ def update_errors(circuit, x, y, **options):
 def test_one_step_matches_reference(name):
     circuit = circuits.mlp([6, 8, 7, 4], lr=0.1, feedback_lr=0.1, decay=0.01, seed=1, **RULES[name])
     errors, loss_b2, loss_ref, runner = update_errors(circuit, *batch(6, 4))
-    fixed = {"fa": "B", "dfa": "B", "ldfa-fixed": "PQ"}.get(name, "")
-    assert sorted(errors) == sorted(k for k in circuit.weight_keys() if k[0] not in fixed)
+    fixed = FIXED_KINDS.get(name, "")
+    assert sorted(errors) == sorted(k for k in circuit.weight_keys() if kind_of(k) not in fixed)
     worst = max(errors, key=errors.get)
     assert errors[worst] < TOLERANCE, (f"{name}: {worst} update off by {errors[worst]:.2e} "
                                        f"at settle {runner.settle} s")
@@ -151,6 +162,173 @@ def test_weights_roundtrip_and_validation():
         runner.train_epoch(np.zeros((2, 4)), np.zeros((2, 3)), batch_size=0)
 
 
+def test_low_rank_direct_feedback_reads_every_hidden_layer():
+    """dfa with a rank: one bottleneck, one Qt read-out per hidden layer into its v compartment."""
+    from bioplastic.backends.brian2 import _network
+
+    circuit = circuits.mlp([6, 8, 7, 5, 4], rule="dfa", rank=2, subspace="local")
+    recs = _network.reciprocal_readouts(circuit)
+    assert [(r.name, r.source, r.pre, r.post, r.compartment) for r in recs] == [
+        ("Qt1", "Q1", "hidden1", "feedback", "v"), ("Qt2", "Q2", "hidden2", "feedback", "v"),
+        ("Qt3", "Q3", "hidden3", "feedback", "v")]
+    oja = _network.reciprocal_readouts(circuits.mlp([6, 8, 4], rule="dfa", rank=2, subspace="oja"))
+    assert [(r.name, r.pre, r.post, r.compartment) for r in oja] == [("Pt2", "feedback", "error", "rec")]
+    assert _network.reciprocal_readouts(circuits.mlp([6, 8, 4], rule="dfa", rank=2, subspace="q_only")) == []
+
+
+def test_capabilities_derive_from_the_units():
+    caps = bb.capabilities()
+    assert set(caps) == {"topologies", "forms", "subspaces", "activations", "neurons"}
+    assert caps["subspaces"] == tuple(n for n, s in rules.SUBSPACES.items()
+                                      if not s.learns or s.brian2 is not None)
+    assert "normative" not in caps["subspaces"] and "q_only" in caps["subspaces"]
+    assert caps["topologies"] == ("layer", "direct") and caps["forms"] == ("transport", "dense", "low_rank")
+    assert caps["activations"] == tuple(bioplastic.neurons.ACTIVATIONS)
+    assert not hasattr(bb, "SUPPORTED_RULES")
+
+
+def test_eligibility_is_read_from_the_units():
+    from bioplastic.backends.brian2 import _network
+
+    assert _network.eligibility_code("sgd", "W1", "rate") == "delta_post * rate_pre"
+    assert _network.eligibility_code("kp", "B2", "eps") == rules.KolenPollack.brian2_eligibility.format(err="eps")
+    assert _network.eligibility_code("local", "P2", "delta") == "delta_pre * v_post"
+    assert _network.eligibility_code("oja", "Q2", "z") == rules.SUBSPACES["oja"].brian2["Q"]
+    assert _network.eligibility_code("q_only", "P2", "delta") is None  # q_only's P does not learn
+    assert _network.eligibility_code("q_only", "Q2", "z") == "z_pre * rate_post"
+    for label in ("fixed", "transport"):
+        assert _network.eligibility_code(label, "B2", "delta") is None
+    with pytest.raises(ValueError, match="unknown plasticity 'hebb'; valid options: sgd, transport, fixed"):
+        _network.eligibility_code("hebb", "B2", "delta")
+    with pytest.raises(ValueError, match="role 'input' sends no feedback signal; roles that do: hidden"):
+        _network.feedback_signal("input")
+    with pytest.raises(ValueError, match="role 'glia'; valid roles: input"):
+        _network.population_equations("glia", "tanh", [], [], False, {})
+
+
+# --------------------------------------------------------------- units registered from outside
+class _MixedSubspace(rules.SubspaceRule):
+    """A synapse-local subspace rule no built-in has: P reads both extra compartments,
+    dP = -<v delta^T - z (P^T z)^T>, and Q a nonlinear product, dQ = -<h^2 z^T>."""
+
+    name = "test_mixed"
+    summary = "test: P from v and the reconstruction, Q from h^2 z"
+    brian2 = {"P": "{err}_pre * v_post - z_post * rec_pre", "Q": "z_pre * rate_post**2",
+              "compartments": ("v", "rec")}
+
+    def gradients(self, P, Q, W, h, delta):
+        n, z = h.shape[0], delta @ P.T
+        return ((h @ Q).T @ delta - z.T @ (z @ P)) / n, (h ** 2).T @ z / n
+
+
+class _SignTransport(rules.Rule):
+    """Sign-symmetric feedback B = sign(W)^T, transported per synapse as sign(w)."""
+
+    name = "test_sign"
+    form = "transport"
+    brian2_transport = "sign(w)"
+
+    def transport(self, W):
+        return np.sign(W).T
+
+
+class _OpaqueTransport(rules.Rule):
+    """A transport B = g(W) that is not elementwise: no synapse can compute it."""
+
+    name = "test_opaque"
+    form = "transport"
+
+    def transport(self, W):
+        return np.linalg.pinv(W)
+
+
+class _OpaquePlastic(rules.Rule):
+    """Plastic dense feedback with no synapse-local form."""
+
+    name = "test_opaque_kp"
+    form = "dense"
+    plastic = True
+
+    def dense_gradient(self, B, W, grad_w, h_prev, delta):
+        return B - W.T
+
+
+class _NoFormSubspace(rules.SubspaceRule):
+    name = "test_noform"
+
+    def gradients(self, P, Q, W, h, delta):
+        return None, h.T @ (delta @ P.T) / h.shape[0]
+
+
+class _UndeclaredCompartment(rules.SubspaceRule):
+    name = "test_undeclared"
+    brian2 = {"P": "{err}_pre * v_post", "Q": "z_pre * rate_post", "compartments": ()}
+
+    def gradients(self, P, Q, W, h, delta):
+        return rules.SUBSPACES["local"].gradients(P, Q, W, h, delta)
+
+
+@pytest.fixture
+def registered():
+    """Register the test units above; unregister them after the test."""
+    added = []
+    for unit in (_MixedSubspace, _NoFormSubspace, _UndeclaredCompartment):
+        rules.register_subspace(unit)
+        added.append(unit.name)
+    for cls in (_SignTransport, _OpaqueTransport, _OpaquePlastic):
+        rules.register_rule(cls)
+        added.append(cls.name)
+    yield
+    for name in added:
+        rules.unregister(name)
+
+
+@pytest.mark.parametrize("kwargs", [dict(rule="ldfa", rank=3), dict(rule="dfa", rank=2)], ids=["ldfa", "dfa-r"])
+def test_registered_subspace_rule_trains_as_declared(registered, kwargs):
+    """The backend consumes a subspace rule's brian2 declaration: a rule it has never seen matches
+    the reference's numpy gradients."""
+    assert "test_mixed" in bb.capabilities()["subspaces"]
+    circuit = circuits.mlp([6, 8, 7, 4], subspace="test_mixed", lr=0.1, feedback_lr=0.1, decay=0.01,
+                           seed=1, **kwargs)
+    errors, loss_b2, loss_ref, runner = update_errors(circuit, *batch(6, 4))
+    assert sorted(errors) == sorted(circuit.weight_keys())  # P and Q learn
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < TOLERANCE, (worst, errors[worst])
+    assert_close(loss_b2, loss_ref, rtol=TOLERANCE, what="loss before the step")
+    # both compartments were built from the declaration
+    names = {r.name for r in bb._network.reciprocal_readouts(circuit)}
+    assert names == ({"Qt2", "Qt3", "Pt2", "Pt3"} if kwargs["rule"] == "ldfa" else {"Qt1", "Qt2", "Pt3"})
+
+
+def test_registered_transport_rule_reads_its_expression(registered):
+    circuit = circuits.mlp([6, 8, 7, 4], rule="test_sign", lr=0.1, seed=1)
+    errors, *_ = update_errors(circuit, *batch(6, 4))
+    assert max(errors.values()) < TOLERANCE, errors
+
+
+@pytest.mark.parametrize("kwargs, why", [
+    (dict(rule="ldfa", rank=2, subspace="normative"),
+     "'ldfa' with subspace 'normative'.*not synapse-local.*forward weight W.*no feedback synapse holds"),
+    (dict(rule="test_opaque"), "'test_opaque'.*brian2_transport is None"),
+    (dict(rule="test_opaque_kp"), "'test_opaque_kp'.*plastic feedback.*brian2_eligibility is None"),
+    (dict(rule="ldfa", rank=2, subspace="test_noform"), "'test_noform'.*declares no Brian2 form"),
+    (dict(rule="dfa", rank=2, subspace="test_noform"), "'dfa' with subspace 'test_noform'.*no Brian2 form"),
+    (dict(rule="ldfa", rank=2, subspace="test_undeclared"), "'test_undeclared' reads v_post.*'v'"),
+], ids=["normative", "transport", "dense", "ldfa-noform", "dfa-noform", "compartment"])
+def test_unsupported_units_name_backend_rule_and_options(registered, kwargs, why):
+    circuit = circuits.mlp([4, 5, 3], **kwargs)
+    supported = "supported: rules bp, fa, dfa, kp, ldfa, test_sign; low-rank subspace rules fixed, local, oja, q_only, test_mixed"
+    reason = bb.unsupported(circuit)
+    assert reason is not None and reason.startswith("backend 'brian2' does not build rule")
+    assert supported in reason, reason
+    with pytest.raises(bioplastic.backends.UnsupportedCircuitError, match=f"'brian2'.*{why}"):
+        bioplastic.build(circuit, backend="brian2")
+    with pytest.raises(bb.UnsupportedCircuitError, match=why):
+        bb.check_supported(circuit)
+    assert not bioplastic.backends.supports(circuit, "brian2")
+    assert bioplastic.backends.supports(circuit, "reference")
+
+
 def test_unsupported_rule_and_neuron_name_backend_rule_and_options():
     normative = circuits.mlp([4, 5, 3], rule="ldfa", rank=2, subspace="normative")
     with pytest.raises(bb.UnsupportedCircuitError, match="brian2.*'ldfa'.*'normative'.*supported: .*fa"):
@@ -184,13 +362,19 @@ def test_unknown_option_names_valid_ones():
 
 def test_chain_depth_counts_compartments():
     """Depths by hand: input 0, hidden l, output L, error L+1, then one per feedback compartment."""
-    depth = {("fa", 2): 4, ("fa", 3): 6, ("dfa", 3): 5, ("ldfa", 2): 5, ("ldfa", 3): 8, ("bp", 3): 6}
+    depth = {("fa", 2): 4, ("fa", 3): 6, ("dfa", 3): 5, ("ldfa", 2): 5, ("ldfa", 3): 8, ("bp", 3): 6,
+             ("kp", 3): 6, ("dfa-r", 2): 5, ("dfa-r", 3): 6, ("dfa-r", 4): 7}
     for (rule, n_layers), want in depth.items():
         sizes = [4] + [5] * (n_layers - 1) + [3]
-        kw = dict(rank=2) if rule == "ldfa" else {}
-        assert bb.chain_depth(circuits.mlp(sizes, rule=rule, **kw)) == want, (rule, n_layers)
-    # Oja adds the reconstruction compartment behind the bottleneck
+        kw = dict(rank=2) if rule in ("ldfa", "dfa-r") else {}
+        circuit = circuits.mlp(sizes, rule=rule.split("-")[0], **kw)
+        assert bb.chain_depth(circuit) == want, (rule, n_layers)
+        assert bb.default_steps(circuit) == 4 * want + 20
+    # Oja adds the reconstruction compartment behind the bottleneck (on the error population);
+    # low-rank direct feedback: error L+1, the one bottleneck L+2, rec and every apical L+3
     assert bb.chain_depth(circuits.mlp([4, 5, 3], rule="ldfa", rank=2, subspace="oja")) == 5
+    assert bb.chain_depth(circuits.mlp([4, 5, 5, 3], rule="dfa", rank=2, subspace="oja")) == 6
+    assert bb.chain_depth(circuits.mlp([4, 5, 5, 3], rule="ldfa", rank=2, subspace="q_only")) == 8
 
 
 def test_make_schedule_layout():

@@ -31,9 +31,12 @@ its drive with one time constant :math:`\tau`:
   ``E_target`` (-1); the gate g is 1 while the neuron's copy carries a sample, else 0.
 * **feedback{l}** (ldfa): a bottleneck of r neurons, z = P_l delta_l: the only signal crossing from
   layer l to layer l-1. ``Q{l}`` carries it to the apical dendrites of layer l-1.
+* **feedback** (dfa with a rank): one bottleneck of r neurons, z = P_L epsilon, read by the error
+  population through ``P{L}`` and broadcast to every hidden layer l by its own ``Q{l}``.
 * fa/kp: ``B{l}`` from layer l's error (delta, or epsilon for the top) to layer l-1's dendrites; dfa:
-  ``B{l}`` from the error population to every hidden layer; bp: ``B{l}`` synapses that *read* the
-  forward synapse W_l (weight transport, flagged by :meth:`bioplastic.Circuit.constraints`).
+  ``B{l}`` from the error population to every hidden layer; bp (any ``transport`` rule): ``B{l}``
+  synapses that *read* the forward synapse W_l and use the rule's ``brian2_transport`` of it
+  (bp: w itself; weight transport, flagged by :meth:`bioplastic.Circuit.constraints`).
 
 At the fixed point a = W h + b, u = B delta_above, so delta is the abstract rule's layer error
 (:mod:`bioplastic.rules`); the settle time decides how close the circuit gets to it.
@@ -49,25 +52,32 @@ adds a product of what it can see to its eligibility ``elig``; at the end of a b
     w \leftarrow w - \eta\,(\mathrm{elig}/B + \lambda w), \qquad \mathrm{elig} \leftarrow 0,
 
 with eta the circuit's ``lr`` (forward weights, biases) or ``feedback_lr`` (plastic feedback) and
-lambda its ``decay`` (not on biases). What each synapse reads
-(:func:`_network.eligibility_code`):
+lambda its ``decay`` (not on biases). What each synapse reads is declared by the unit that owns
+its plasticity label (:func:`bioplastic.rules.synapse_rule`), never listed here
+(:func:`_network.eligibility_code`); the built-in units declare:
 
-==============  ========================================================================
-synapse         reads
-==============  ========================================================================
-W (sgd)         presynaptic rate h, postsynaptic error delta (output: its error neuron)
-b (bias)        the neuron's own error delta
-B (kp)          presynaptic error delta, postsynaptic rate h
-Q (local, oja)  presynaptic bottleneck rate z = P delta, postsynaptic rate h
-P (local)       presynaptic error delta, the bottleneck's forward compartment v = Q^T h
-P (oja)         bottleneck rate z, presynaptic error delta and its reconstruction P^T z
-==============  ========================================================================
+=====================  ===================================================================
+synapse                reads (declared by)
+=====================  ===================================================================
+W (sgd)                presynaptic rate h, postsynaptic error delta (the backend's own)
+b (bias)               the neuron's own error delta (the backend's own)
+B (kp)                 presynaptic error delta, postsynaptic rate h (``brian2_eligibility``)
+Q (local/oja/q_only)   presynaptic bottleneck rate z = P delta, postsynaptic rate h
+                       (``SubspaceRule.brian2["Q"]``)
+P (local)              presynaptic error delta, the bottleneck's forward compartment v
+P (oja)                bottleneck rate z, presynaptic error delta and its reconstruction P^T z
+P (q_only, fixed)      nothing: the factor does not learn
+=====================  ===================================================================
 
-The two LDFA subspace rules need one quantity that is not a plain rate: ``local`` needs the
-forward projection v = Q^T h at the bottleneck, and ``oja`` the reconstruction P^T z at the error
-neuron. Each is a second compartment fed by reciprocal synapses (``Qt{l}``, ``Pt{l}``) that read the
-weights of Q and P: a symmetric reciprocal wiring of the feedback loop, not of the forward
-weights. The normative rule reads W and QP and is not built.
+A subspace rule may need a quantity that is not a plain rate; it declares the compartment in
+``brian2["compartments"]`` (:data:`_network.COMPARTMENTS`): ``v``, the forward projection
+v = sum_l Q_l^T h_l at the bottleneck (one layer below for ldfa, every hidden layer for low-rank
+dfa), and ``rec``, the reconstruction P^T z at the error neurons P reads. Each is fed by reciprocal
+synapses (``Qt{l}``, ``Pt{l}``) that read the weights of Q and P: a symmetric reciprocal wiring of
+the feedback loop, not of the forward weights. A rule with no synapse-local form (normative reads W
+and QP; a transport rule whose ``brian2_transport`` is None; plastic dense feedback without
+``brian2_eligibility``) is refused by :func:`unsupported`, which names what is supported
+(:func:`capabilities`, derived from the registries).
 
 Simulation
 ----------
@@ -101,58 +111,20 @@ Example
 
 from __future__ import annotations
 
+from .._base import UnsupportedCircuitError
 from ._runner import (
-    DEVICES as DEVICES,
+    DEVICES,
+    RECORD_SETS,
+    TARGETS,
+    Brian2Runner,
+    Options,
+    build,
+    chain_depth,
+    default_steps,
+    make_schedule,
 )
-from ._runner import (
-    RECORD_SETS as RECORD_SETS,
-)
-from ._runner import (
-    SUPPORTED_NEURONS as SUPPORTED_NEURONS,
-)
-from ._runner import (
-    SUPPORTED_RULES as SUPPORTED_RULES,
-)
-from ._runner import (
-    TARGETS as TARGETS,
-)
-from ._runner import (
-    Brian2Runner as Brian2Runner,
-)
-from ._runner import (
-    Options as Options,
-)
-from ._runner import (
-    UnsupportedCircuitError as UnsupportedCircuitError,
-)
-from ._runner import (
-    unsupported as unsupported,
-)
-from ._runner import (
-    build as build,
-)
-from ._runner import (
-    chain_depth as chain_depth,
-)
-from ._runner import (
-    check_supported as check_supported,
-)
-from ._runner import (
-    default_steps as default_steps,
-)
-from ._runner import (
-    make_schedule as make_schedule,
-)
+from ._support import SUPPORTED_NEURONS, capabilities, check_supported, unsupported
 
-__all__ = ["DEVICES", "RECORD_SETS", "SUPPORTED_NEURONS", "SUPPORTED_RULES", "TARGETS", "Brian2Runner",
-           "Options", "UnsupportedCircuitError", "build", "chain_depth", "check_supported",
-           "default_steps", "make_schedule"]
-
-
-def capabilities() -> dict[str, tuple[str, ...]]:
-    """What this backend builds (for ``bioplastic info`` and :func:`bioplastic.backends.capabilities`)."""
-    from ... import neurons
-
-    return {"topologies": ("layer", "direct"), "forms": ("transport", "dense", "low_rank"),
-            "subspaces": tuple(s for s in (SUPPORTED_RULES.get("ldfa") or ())),
-            "activations": tuple(neurons.ACTIVATIONS), "neurons": tuple(SUPPORTED_NEURONS)}
+__all__ = ["DEVICES", "RECORD_SETS", "SUPPORTED_NEURONS", "TARGETS", "Brian2Runner", "Options",
+           "UnsupportedCircuitError", "build", "capabilities", "chain_depth", "check_supported",
+           "default_steps", "make_schedule", "unsupported"]

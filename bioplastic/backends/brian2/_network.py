@@ -16,14 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: Nonlinearity name -> (f(a), f'(a)) as Brian2 expressions of the somatic variable ``a``; the same
-#: functions as :data:`bioplastic.rules.ACTIVATIONS` (sigmoid through tanh, as there, for stability).
-ACTIVATION_CODE = {
-    "tanh": ("tanh(a)", "1 - tanh(a)**2"),
-    "relu": ("a*int(a > 0)", "1.0*int(a > 0)"),
-    "sigmoid": ("0.5*(1 + tanh(0.5*a))", "0.25*(1 - tanh(0.5*a)**2)"),
-    "linear": ("a", "1.0"),
-}
+from ... import neurons
+from ...circuit.keys import key, kind_of
+from ...rules import SubspaceRule, synapse_rule
+from .._base import UnsupportedCircuitError
 
 #: Names of the per-call schedules (``TimedArray`` objects, one value per presentation tick k):
 #: ``x_sched``/``y_sched`` (k, copies*n) rates of the input and target populations during
@@ -34,6 +30,40 @@ SCHEDULES = ("x_sched", "y_sched", "gate_sched", "learn_sched", "consolidate_sch
 
 #: Variable a population sends backwards along feedback projections, by role.
 FEEDBACK_SIGNAL = {"hidden": "delta", "output": "delta", "error": "eps", "feedback": "z"}
+#: Population roles this backend writes equations for.
+ROLES = ("input", "target", "error", "feedback", "hidden", "output")
+#: Signs of the one-to-one error projections, by their init.
+ERROR_SIGNS = {"identity": "1.0", "negative_identity": "-1.0"}
+
+#: Extra compartments a subspace rule may declare (``SubspaceRule.brian2["compartments"]``): name ->
+#: (the synapse variable an eligibility reads it by, where it lives and what feeds it). Each is fed
+#: by reciprocal synapses that read the weights of a feedback factor (not of W); see
+#: :func:`reciprocal_readouts`.
+COMPARTMENTS = {
+    "v": ("v_post", "on a bottleneck: v = sum_l Q_l^T h_l, through reciprocal synapses mirroring every "
+                    "Q out of it"),
+    "rec": ("rec_pre", "on the population a P reads: the reconstruction P^T z, through reciprocal "
+                       "synapses mirroring P"),
+}
+#: Plasticity of the forward synapses: this backend's own (post error x pre rate).
+SGD_ELIGIBILITY = "delta_post * rate_pre"
+
+
+def feedback_signal(role: str) -> str:
+    """The variable a population of ``role`` sends along feedback projections; raises naming the roles."""
+    if role not in FEEDBACK_SIGNAL:
+        raise ValueError(f"backend 'brian2': a population of role {role!r} sends no feedback signal; "
+                         f"roles that do: {', '.join(FEEDBACK_SIGNAL)}")
+    return FEEDBACK_SIGNAL[role]
+
+
+def activation_code(name: str) -> tuple[str, str]:
+    """(f(a), f'(a)) as Brian2 expressions, from :data:`bioplastic.neurons.ACTIVATIONS`."""
+    fn = neurons.activation(name)  # raises naming the registered ones
+    if not fn.brian2_f or not fn.brian2_fprime:
+        raise UnsupportedCircuitError(f"backend 'brian2': activation {name!r} declares no Brian2 "
+                                      "expressions (brian2_f, brian2_fprime)")
+    return fn.brian2_f, fn.brian2_fprime
 
 #: Schedule slot orders within the ``start`` slot of a presentation tick: read the settled state,
 #: consolidate, then load the next sample.
@@ -91,7 +121,7 @@ def population_equations(role: str, activation: str, soma_inputs: list[str], api
     role : str
         Population role (``input``, ``hidden``, ``output``, ``target``, ``error``, ``feedback``).
     activation : str
-        Key of :data:`ACTIVATION_CODE` (hidden populations).
+        Key of :data:`bioplastic.neurons.ACTIVATIONS` (hidden populations).
     soma_inputs, apical_inputs : list of str
         Summed-variable names (``I_W1``, ``I_B2``, ...) driving the soma and the apical compartment.
     bias : bool
@@ -99,7 +129,7 @@ def population_equations(role: str, activation: str, soma_inputs: list[str], api
     extra : dict
         Optional additional compartments, name -> its summed inputs: ``rec`` (the Oja
         reconstruction P^T z, on the population a P reads) and ``v`` (the forward projection
-        Q^T h, on a bottleneck whose P learns by the local rule).
+        sum_l Q_l^T h_l, on a bottleneck), as the subspace rule declares (:data:`COMPARTMENTS`).
     """
     lines = []
     currents = soma_inputs + apical_inputs + [i for inputs in extra.values() for i in inputs]
@@ -124,11 +154,12 @@ def population_equations(role: str, activation: str, soma_inputs: list[str], api
             # the output's error is the rate of its paired error neuron (E_output is one-to-one)
             lines += ["rate = a : 1", "delta : 1 (linked)"]
         else:
-            f, fprime = ACTIVATION_CODE[activation]
+            f, fprime = activation_code(activation)
             lines += [f"du/dt = ({' + '.join(apical_inputs) or '0'} - u) / tau : 1",
                       f"rate = {f} : 1", f"delta = ({fprime}) * u : 1"]
-    else:  # pragma: no cover - roles are validated before
-        raise ValueError(f"no Brian2 equations for population role {role!r}")
+    else:
+        raise ValueError(f"backend 'brian2' has no equations for population role {role!r}; valid "
+                         f"roles: {', '.join(ROLES)}")
     return "\n".join(lines)
 
 
@@ -136,33 +167,102 @@ def eligibility_code(plasticity: str, name: str, pre_signal: str) -> str | None:
     """The local product a plastic synapse adds to its eligibility at the end of a presentation.
 
     In the gradient convention of :mod:`bioplastic.rules` (the consolidation subtracts it), for a
-    synapse from presynaptic neuron j to postsynaptic neuron i:
+    synapse from presynaptic neuron j to postsynaptic neuron i. Read from the unit that owns the
+    label (:func:`bioplastic.rules.synapse_rule`), never from a list of names here:
 
-    ``sgd`` (W)
+    ``sgd`` (forward W, the backend's own)
         post error x pre rate: ``delta_post * rate_pre``.
-    ``kp`` (B, error of layer l -> layer l-1)
-        pre error x post rate: ``delta_pre * rate_post`` (W's product read from the other side).
-    ``local`` / ``oja`` for ``Q`` (bottleneck -> layer l-1)
-        pre bottleneck rate x post rate: ``z_pre * rate_post`` (h (P delta)^T).
-    ``local`` for ``P`` (error of layer l -> bottleneck)
-        pre error x the bottleneck's forward compartment: ``delta_pre * v_post`` ((Q^T h) delta^T).
-    ``oja`` for ``P``
-        minus bottleneck rate x (pre error - its reconstruction): ``-z_post * (delta_pre - rec_pre)``
-        (Oja's subspace rule, z (delta - P^T z)^T).
+    ``transport``, ``fixed``
+        None: the synapse does not learn (a transport synapse reads W instead).
+    a plastic dense rule (kp)
+        its ``brian2_eligibility`` (kp: ``{err}_pre * rate_post``, W's product read from the other side).
+    a subspace rule (P and Q synapses)
+        its ``brian2[kind]`` for a factor it learns (local P: ``{err}_pre * v_post``, Q:
+        ``z_pre * rate_post``; oja P: ``-z_post * ({err}_pre - rec_pre)``); None for a factor it
+        does not learn (q_only's P).
 
-    Returns None for synapses that do not learn.
+    ``{err}`` becomes ``pre_signal``, the variable the presynaptic population sends back. Raises
+    ValueError for an unknown label (naming the valid ones) and
+    :class:`~bioplastic.backends.UnsupportedCircuitError` for a learning synapse whose unit declares
+    no Brian2 form.
     """
     if plasticity == "sgd":
-        return "delta_post * rate_pre"
-    if plasticity == "kp":
-        return f"{pre_signal}_pre * rate_post"
-    if plasticity in ("local", "oja") and name.startswith("Q"):
-        return "z_pre * rate_post"
-    if plasticity == "local" and name.startswith("P"):
-        return f"{pre_signal}_pre * v_post"
-    if plasticity == "oja" and name.startswith("P"):
-        return f"-z_post * ({pre_signal}_pre - rec_pre)"
-    return None
+        return SGD_ELIGIBILITY
+    unit = synapse_rule(plasticity)  # raises naming the valid labels
+    if unit is None:
+        return None
+    kind = kind_of(name)
+    if isinstance(unit, SubspaceRule):
+        if kind not in unit.learns:
+            return None
+        expr = (unit.brian2 or {}).get(kind)
+        owner = f"subspace rule {unit.name!r} (brian2[{kind!r}])"
+    else:
+        expr = unit.brian2_eligibility
+        owner = f"rule {unit.name!r} (brian2_eligibility)"
+    if not expr:
+        raise UnsupportedCircuitError(f"backend 'brian2': synapses {name!r} learn by {owner}, which "
+                                      "declares no Brian2 eligibility expression")
+    return expr.replace("{err}", pre_signal)
+
+
+def transport_code(rule) -> str:
+    """The weight a transport synapse uses, ``rule.brian2_transport``, an expression of the forward
+    weight ``w`` it reads; raises when the rule declares none."""
+    expr = rule.brian2_transport
+    if not expr:
+        raise UnsupportedCircuitError(f"backend 'brian2': rule {rule.name!r} transports g(W) with no "
+                                      "Brian2 expression (brian2_transport is None)")
+    return expr
+
+
+def subspace_compartments(plasticity: str) -> tuple[str, ...]:
+    """The extra compartments the unit owning ``plasticity`` declares (empty for non-subspace labels)."""
+    unit = synapse_rule(plasticity) if plasticity != "sgd" else None
+    if not isinstance(unit, SubspaceRule) or not unit.brian2:
+        return ()
+    comps = tuple(unit.brian2.get("compartments", ()))
+    unknown = [c for c in comps if c not in COMPARTMENTS]
+    if unknown:
+        raise UnsupportedCircuitError(f"backend 'brian2': subspace rule {unit.name!r} needs compartment(s) "
+                                      f"{', '.join(map(repr, unknown))}; valid: {', '.join(COMPARTMENTS)}")
+    return comps
+
+
+@dataclass(frozen=True)
+class Reciprocal:
+    """A reciprocal read-out: synapses ``pre -> post`` that read the weights of projection ``source``
+    transposed (they mirror it) and feed compartment ``compartment`` of ``post``."""
+
+    name: str
+    source: str
+    pre: str
+    post: str
+    compartment: str
+
+
+def reciprocal_readouts(circuit) -> list[Reciprocal]:
+    """The reciprocal read-outs the subspace rules of ``circuit`` declare, by compartment:
+
+    * ``v`` on a bottleneck: one ``Qt{l}`` per Q out of it, h_l -> bottleneck, reading Q_l, so the
+      bottleneck sums v = sum_l Q_l^T h_l (one Q for a layer pathway, every hidden layer's Q for
+      low-rank direct feedback);
+    * ``rec`` on the population a P reads: ``Pt{l}``, bottleneck -> that population, reading P_l,
+      the reconstruction P^T z.
+    """
+    projections = circuit.projections.values()
+    out = []
+    for p in sorted(projections, key=lambda p: (p.layer, p.name)):
+        if kind_of(p.name) != "P":
+            continue
+        for comp in subspace_compartments(p.rule):
+            if comp == "v":
+                out += [Reciprocal(f"Qt{q.layer}", q.name, q.post, p.post, "v")
+                        for q in sorted(projections, key=lambda q: q.layer)
+                        if kind_of(q.name) == "Q" and q.pre == p.post]
+            elif comp == "rec":
+                out.append(Reciprocal(f"Pt{p.layer}", p.name, p.post, p.pre, "rec"))
+    return out
 
 
 #: Consolidation of a store at a presentation tick: a no-op unless the tick closes a batch, when
@@ -188,6 +288,12 @@ def _block_pairs(copies: int, n_pre: int, n_post: int) -> tuple[np.ndarray, np.n
     j = (offsets[:, None] * n_post + post[None, :]).ravel()
     k = np.tile(post * n_pre + pre, copies)
     return i, j, k
+
+
+def _transposed_index(i: np.ndarray, j: np.ndarray, n_pre: int, n_post: int) -> np.ndarray:
+    """Row-major index, in a (n_pre, n_post) store, of the element a synapse pre i -> post j mirrors:
+    the synapse runs against the stored projection, so its pre is the store's post."""
+    return (i % n_pre) * n_post + (j % n_post)
 
 
 def assemble(circuit, copies: int, clock_dt: float, tick: float, tau: float,
@@ -235,10 +341,9 @@ def assemble(circuit, copies: int, clock_dt: float, tick: float, tau: float,
             apical[proj.post].append(current)
         else:
             soma[proj.post].append(current)
-        if proj.name.startswith("P") and proj.rule == "local":
-            extra[proj.post].setdefault("v", []).append(f"I_Qt{proj.layer}")
-        if proj.name.startswith("P") and proj.rule == "oja":
-            extra[proj.pre].setdefault("rec", []).append(f"I_Pt{proj.layer}")
+    reciprocals = reciprocal_readouts(circuit)
+    for rec in reciprocals:
+        extra[rec.post].setdefault(rec.compartment, []).append(f"I_{rec.name}")
 
     for name, attrs in g.nodes(data=True):
         eqs = population_equations(attrs["role"], attrs["activation"], soma[name], apical[name],
@@ -246,57 +351,66 @@ def assemble(circuit, copies: int, clock_dt: float, tick: float, tau: float,
         group = b2.NeuronGroup(copies * attrs["size"], eqs, method="exact", clock=sim, name=name)
         model.groups[name] = group
 
-    def store(key: str, size: int, lr: float, decay: float):
+    def store(name: str, size: int, lr: float, decay: float):
         s = b2.NeuronGroup(size, "w : 1\nelig : 1\nlr : 1 (shared, constant)\n"
-                                 "decay : 1 (shared, constant)", clock=ticks, name=f"{key}_weights")
+                                 "decay : 1 (shared, constant)", clock=ticks, name=f"{name}_weights")
         s.lr, s.decay = lr, decay
         if lr > 0:
             s.run_regularly(CONSOLIDATION_CODE, clock=ticks, when="start", order=ORDER_CONSOLIDATE,
-                            name=f"{key}_consolidation")
-        model.stores[key] = s
+                            name=f"{name}_consolidation")
+        model.stores[name] = s
         return s
 
     # biases: one store per population, read and written by every copy through linked variables
     for l, name in enumerate(circuit.layers):
         if l and g.nodes[name]["bias"]:
             n = g.nodes[name]["size"]
-            s = store(f"b{l}", n, params.lr, 0.0)
+            s = store(key("b", l), n, params.lr, 0.0)
             group = model.groups[name]
             index = np.tile(np.arange(n), copies)
             group.bias = b2.linked_var(s, "w", index=index)
             group.elig_b = b2.linked_var(s, "elig", index=index)
             group.run_regularly("elig_b += learn_sched(t) * delta", clock=ticks, when="start",
-                                order=ORDER_ELIGIBILITY, name=f"b{l}_eligibility")
-    if "output" in model.groups and "error" in model.groups:
-        model.groups["output"].delta = b2.linked_var(model.groups["error"], "eps")
+                                order=ORDER_ELIGIBILITY, name=f"{key('b', l)}_eligibility")
+    errors = [n for n, role in g.nodes(data="role") if role == "error"]
+    if errors and g.nodes[circuit.layers[-1]]["role"] == "output":
+        # the output's error is its paired error neuron's rate (E_output is one-to-one)
+        model.groups[circuit.layers[-1]].delta = b2.linked_var(model.groups[errors[0]], "eps")
 
     # projections: one Synapses object for all copies; weights linked into the stores
+    rule = circuit.learning_rule
     for proj in sorted(projections.values(), key=lambda p: (p.role != "forward", p.layer, p.name)):
         pre_role = g.nodes[proj.pre]["role"]
         n_pre, n_post = g.nodes[proj.pre]["size"], g.nodes[proj.post]["size"]
-        signal = "rate" if proj.role in ("forward", "error") else FEEDBACK_SIGNAL[pre_role]
+        signal = "rate" if proj.role in ("forward", "error") else feedback_signal(pre_role)
         current = f"I_{proj.name}"
         pre_group, post_group = model.groups[proj.pre], model.groups[proj.post]
         if proj.role == "error":
-            sign = {"identity": "1.0", "negative_identity": "-1.0"}[proj.init]
-            syn = b2.Synapses(pre_group, post_group, f"{current}_post = {sign} * rate_pre : 1 (summed)",
+            if proj.init not in ERROR_SIGNS:
+                raise UnsupportedCircuitError(
+                    f"backend 'brian2' wires error projections one-to-one; {proj.name!r} has init "
+                    f"{proj.init!r}; supported: {', '.join(ERROR_SIGNS)}")
+            syn = b2.Synapses(pre_group, post_group,
+                              f"{current}_post = {ERROR_SIGNS[proj.init]} * rate_pre : 1 (summed)",
                               clock=sim, name=proj.name)
             n = len(pre_group)
             syn.connect(i=np.arange(n), j=np.arange(n))  # one-to-one, copy by copy
             model.synapses[proj.name] = syn
             continue
         learn = eligibility_code(proj.rule, proj.name, signal)
+        # a transport synapse uses g(w) of the forward weight it reads; every other one its own w
+        weight = f"({transport_code(rule)})" if proj.rule == "transport" else "w"
         lines = ["w : 1 (linked)", "widx : integer (constant)",
-                 f"{current}_post = w * {signal}_pre : 1 (summed)"]
+                 f"{current}_post = {weight} * {signal}_pre : 1 (summed)"]
         if learn is not None:
             lines.append("elig : 1 (linked)")
         syn = b2.Synapses(pre_group, post_group, "\n".join(lines), clock=sim, name=proj.name)
         i, j, k = _block_pairs(copies, n_pre, n_post)
         syn.connect(i=i, j=j)
         if proj.rule == "transport":
-            # weight transport (bp): the feedback synapse reads the forward synapse W_l[pre, post]
-            syn.widx = (i % n_pre) * n_post + (j % n_post)
-            source = model.stores[f"W{proj.layer}"]
+            # weight transport: the feedback synapse reads the forward synapse W_l[pre, post]
+            syn.widx = _transposed_index(i, j, n_pre, n_post)
+            source = model.stores[key("W", proj.layer)]
         else:
             syn.widx = k
             lr = params.lr if proj.role == "forward" else params.feedback_lr
@@ -304,37 +418,22 @@ def assemble(circuit, copies: int, clock_dt: float, tick: float, tau: float,
         syn.w = b2.linked_var(source, "w", index="widx")
         if learn is not None:
             syn.elig = b2.linked_var(source, "elig", index="widx")
-            syn.run_regularly(f"elig += learn_sched(t) * {learn}", clock=ticks, when="start",
+            syn.run_regularly(f"elig += learn_sched(t) * ({learn})", clock=ticks, when="start",
                               order=ORDER_ELIGIBILITY, name=f"{proj.name}_eligibility")
         model.synapses[proj.name] = syn
 
-    # reciprocal read-outs the LDFA subspace rules need (see the package docstring)
-    for proj in projections.values():
-        if not proj.name.startswith("P") or proj.rule not in ("local", "oja"):
-            continue
-        l, r = proj.layer, g.nodes[proj.post]["size"]
-        if proj.rule == "local":
-            below = circuit.layers[l - 1]
-            n_below = g.nodes[below]["size"]
-            # bottleneck neuron k sums h_j Q[j, k] over the layer below: synapses that read Q
-            syn = b2.Synapses(model.groups[below], model.groups[proj.post],
-                              f"w : 1 (linked)\nwidx : integer (constant)\n"
-                              f"I_Qt{l}_post = w * rate_pre : 1 (summed)", clock=sim, name=f"Qt{l}")
-            i, j, _ = _block_pairs(copies, n_below, r)
-            syn.connect(i=i, j=j)
-            syn.widx = (i % n_below) * r + (j % r)
-            syn.w = b2.linked_var(model.stores[f"Q{l}"], "w", index="widx")
-        else:
-            n_l = g.nodes[proj.pre]["size"]
-            # error neuron i receives its reconstruction sum_m P[m, i] z_m from the bottleneck
-            syn = b2.Synapses(model.groups[proj.post], model.groups[proj.pre],
-                              f"w : 1 (linked)\nwidx : integer (constant)\n"
-                              f"I_Pt{l}_post = w * z_pre : 1 (summed)", clock=sim, name=f"Pt{l}")
-            i, j, _ = _block_pairs(copies, r, n_l)
-            syn.connect(i=i, j=j)
-            syn.widx = (i % r) * n_l + (j % n_l)
-            syn.w = b2.linked_var(model.stores[f"P{l}"], "w", index="widx")
-        model.synapses[syn.name] = syn
+    # reciprocal read-outs the subspace rules declare (see reciprocal_readouts): they read the
+    # weights of a feedback factor transposed and carry the presynaptic rate
+    for rec in reciprocals:
+        n_pre, n_post = g.nodes[rec.pre]["size"], g.nodes[rec.post]["size"]
+        syn = b2.Synapses(model.groups[rec.pre], model.groups[rec.post],
+                          f"w : 1 (linked)\nwidx : integer (constant)\n"
+                          f"I_{rec.name}_post = w * rate_pre : 1 (summed)", clock=sim, name=rec.name)
+        i, j, _ = _block_pairs(copies, n_pre, n_post)
+        syn.connect(i=i, j=j)
+        syn.widx = _transposed_index(i, j, n_pre, n_post)
+        syn.w = b2.linked_var(model.stores[rec.source], "w", index="widx")
+        model.synapses[rec.name] = syn
 
     # loaders: the next sample enters at the start of each presentation
     for name, attrs in g.nodes(data=True):

@@ -18,23 +18,20 @@ from pathlib import Path
 import numpy as np
 
 from ...circuit.init import initial_weights
-from .._base import AbstractRunner, UnsupportedCircuitError, check_batch
+from .._base import AbstractRunner, check_batch
 from . import _network
+from ._support import check_supported
 
 #: Simulation devices: Brian2's runtime mode (code objects called from Python) or C++ standalone
 #: (one compiled program per schedule shape, re-run with new weights and data).
 DEVICES = ("runtime", "cpp_standalone")
 #: Code-generation targets of the runtime device.
 TARGETS = ("numpy", "cython")
-#: Credit-assignment rules this backend builds, with the LDFA subspace rules it supports.
-SUPPORTED_RULES = {"bp": None, "fa": None, "dfa": None, "kp": None, "ldfa": ("fixed", "local", "oja")}
-#: Neuron models this backend builds.
-SUPPORTED_NEURONS = ("rate",)
 #: Shorthands accepted by ``record=``: which populations and variables each one monitors.
 RECORD_SETS = {
     "rates": "the rate of the input, hidden, output and target populations",
     "errors": "the error of hidden populations (delta) and of the error population (eps)",
-    "bottleneck": "the rate z of every LDFA bottleneck",
+    "bottleneck": "the rate z of every bottleneck (ldfa, low-rank dfa)",
     "compartments": "the somatic (a) and apical (u) compartments of hidden populations",
     "weights": "every stored weight matrix, once per presentation",
 }
@@ -44,76 +41,60 @@ RECORD_SETS = {
 SETTLE_STEPS_PER_STAGE, SETTLE_STEPS_MARGIN = 4, 20
 
 
-def unsupported(circuit) -> str | None:
-    """Why this backend cannot build ``circuit`` (None when it can)."""
-    try:
-        check_supported(circuit)
-    except UnsupportedCircuitError as err:
-        return str(err)
-    return None
-
-
-def check_supported(circuit) -> None:
-    """Raise :class:`UnsupportedCircuitError` naming the backend, the rule and what is supported."""
-    supported = ", ".join(f"ldfa (subspace {', '.join(v)})" if v else k for k, v in SUPPORTED_RULES.items())
-    rule = circuit.rule
-    if rule not in SUPPORTED_RULES:
-        raise UnsupportedCircuitError(f"backend 'brian2' does not build rule {rule!r}; "
-                                      f"supported: {supported}")
-    subspaces = SUPPORTED_RULES[rule]
-    if subspaces is not None and circuit.subspace not in subspaces:
-        why = (" (the normative rule reads the forward matrix W and the product QP, which no synapse "
-               "holds)" if circuit.subspace == "normative" else "")
-        raise UnsupportedCircuitError(
-            f"backend 'brian2' does not build rule 'ldfa' with subspace {circuit.subspace!r}{why}; "
-            f"supported: {supported}")
-    for name, neuron in circuit.graph.nodes(data="neuron"):
-        if neuron not in SUPPORTED_NEURONS:
-            raise UnsupportedCircuitError(
-                f"backend 'brian2' does not build neuron model {neuron!r} (population {name!r}, rule "
-                f"{rule!r}); supported neuron models: {', '.join(SUPPORTED_NEURONS)}")
-    for pre, post, attrs in circuit.graph.edges(data=True):
-        if attrs["role"] == "error" and attrs["init"] not in ("identity", "negative_identity"):
-            raise UnsupportedCircuitError(
-                f"backend 'brian2' wires error projections one-to-one; {attrs['name']!r} ({pre} -> "
-                f"{post}, rule {rule!r}) has init {attrs['init']!r}; supported: identity, negative_identity")
-    for name, act in circuit.graph.nodes(data="activation"):
-        if act not in _network.ACTIVATION_CODE:
-            raise UnsupportedCircuitError(
-                f"backend 'brian2' has no activation {act!r} (population {name!r}); supported: "
-                f"{', '.join(_network.ACTIVATION_CODE)}")
-
-
 def chain_depth(circuit) -> int:
-    """Number of leaky compartments in the longest chain from the data to a signal plasticity reads.
+    """Number of leaky compartments in the longest chain from the data to any compartment.
 
-    Each compartment lags its input by about tau, so the settle time needed grows with this depth:
-    input -> hidden somata -> output -> error -> (bottleneck ->) apical compartments -> ... .
+    Each compartment lags its input by about tau, so the settle time needed grows with this depth.
+    The chain is read off the assembled wiring: a soma integrates its forward and error inputs (and,
+    for a bottleneck, the feedback it compresses), a hidden neuron's apical compartment its feedback,
+    an extra compartment (``v``, ``rec``) its reciprocal read-outs; a hidden neuron sends
+    delta = f'(a) u (as deep as its deeper compartment), the output the error of its paired error
+    neuron, a bottleneck z. Input and target are clamped (depth 0). For example fa through L layers:
+    input -> hidden somata -> output -> error -> apical compartments, layer by layer, down; low-rank
+    direct feedback: ... -> error -> the one bottleneck -> every hidden layer's apical compartment.
     """
-    g, layers = circuit.graph, circuit.layers
-    soma = {name: l for l, name in enumerate(layers)}  # input 0, hidden l, output L
-    target = [n for n, r in g.nodes(data="role") if r == "target"]
-    depth = dict(soma)
-    depth.update({t: 0 for t in target})
-    error = next(n for n, r in g.nodes(data="role") if r == "error")
-    depth[error] = soma[layers[-1]] + 1
-    signal = {error: depth[error], layers[-1]: depth[error]}  # what each population sends back
-    deepest = depth[error]
-    # feedback projections in the order errors travel: from the top layer down
-    feedback = sorted((p for p in circuit.projections.values() if p.role == "feedback"),
-                      key=lambda p: (-p.layer, p.name.startswith("Q")))
-    for proj in feedback:
-        if proj.name.startswith("P"):
-            depth[proj.post] = signal[proj.pre] + 1
-            extra = 1 if proj.rule == "oja" else 0  # the reconstruction compartment on the error side
-            deepest = max(deepest, depth[proj.post] + extra)
+    g = circuit.graph
+    inputs: dict[tuple[str, str], list[tuple[str, str]]] = {}
+
+    def sends(pop: str) -> list[tuple[str, str]]:
+        """The compartments behind the signal ``pop`` sends along feedback projections."""
+        role = g.nodes[pop]["role"]
+        if role == "hidden":
+            return [(pop, "soma"), (pop, "apical")]
+        if role == "output":  # its error is the rate of its paired error neuron
+            partners = [post for _, post, r in g.out_edges(pop, data="role") if r == "error"]
+            return [(p, "soma") for p in partners] or [(pop, "soma")]
+        _network.feedback_signal(role)  # raises for a role that sends nothing
+        return [(pop, "soma")]
+
+    for name in g.nodes:
+        inputs.setdefault((name, "soma"), [])
+    for proj in circuit.projections.values():
+        post_role = g.nodes[proj.post]["role"]
+        if proj.role == "feedback":
+            target = (proj.post, "apical" if post_role == "hidden" else "soma")
+            inputs.setdefault(target, []).extend(sends(proj.pre))
         else:
-            source = depth[proj.pre] if proj.name.startswith("Q") else signal[proj.pre]
-            apical = source + 1
-            post = proj.post
-            signal[post] = max(apical, soma[post])
-            deepest = max(deepest, signal[post])
-    return deepest
+            inputs[(proj.post, "soma")].append((proj.pre, "soma"))
+    for rec in _network.reciprocal_readouts(circuit):
+        inputs.setdefault((rec.post, rec.compartment), []).append((rec.pre, "soma"))
+
+    depth: dict[tuple[str, str], int] = {}
+    visiting: set = set()
+
+    def of(comp) -> int:
+        if comp in depth:
+            return depth[comp]
+        if comp in visiting:
+            raise ValueError(f"backend 'brian2': the compartments of {comp[0]!r} feed back on themselves; "
+                             "the settle time of a cyclic circuit has no depth")
+        visiting.add(comp)
+        sources = inputs.get(comp, [])
+        depth[comp] = 1 + max(of(c) for c in sources) if sources else 0
+        visiting.discard(comp)
+        return depth[comp]
+
+    return max(of(comp) for comp in inputs)
 
 
 def default_steps(circuit) -> int:
