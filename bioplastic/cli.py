@@ -209,7 +209,7 @@ def _configure_info(p: argparse.ArgumentParser) -> None:
 def _run_info(args: argparse.Namespace) -> int:
     import os
 
-    from .backends import BACKENDS
+    from . import backends, neurons, rules
     from .data import DATA_ENV, DATASETS, data_root
     from .experiment import git_sha, versions
 
@@ -217,12 +217,27 @@ def _run_info(args: argparse.Namespace) -> int:
     for name, version in versions().items():
         print(f"  {name:<13} {version or 'not installed'}")
     print(f"  {'git commit':<13} {git_sha() or 'unknown (not a git checkout)'}")
+    print("rules:")
+    for name, cls in rules.RULES.items():
+        print(f"  {name:<13} {cls.summary}")
+    print("subspace rules:")
+    for name, unit in rules.SUBSPACES.items():
+        print(f"  {name:<13} {unit.summary}")
+    print(f"activations: {', '.join(neurons.ACTIVATIONS)}; neuron models: {', '.join(neurons.NEURON_MODELS)}")
     print("backends:")
-    for name, module in BACKENDS.items():
-        spec = importlib.util.find_spec(module)
-        # an empty folder is a namespace package: found, but not a backend yet
-        ok = spec is not None and spec.origin not in (None, "namespace")
-        print(f"  {name:<13} {'available' if ok else 'not available'} ({module})")
+    for name, module in backends.BACKENDS.items():
+        if not backends.is_available(name):
+            print(f"  {name:<13} not available (needs {backends.REQUIRES[name]}; {module})")
+            continue
+        try:
+            caps = backends.capabilities(name)  # imports the backend: this is where it fails if broken
+        except Exception as err:  # report any import failure of a backend; info must not crash
+            print(f"  {name:<13} not available ({type(err).__name__}: {err})")
+            continue
+        print(f"  {name:<13} available ({module})")
+        print(f"  {'':<13} builds {'/'.join(caps['topologies'])} feedback of form {', '.join(caps['forms'])}; "
+              f"subspace rules {', '.join(caps['subspaces']) or 'none'}; neuron models "
+              f"{', '.join(caps['neurons'])}")
     root = data_root()
     print(f"data sets: {', '.join(DATASETS)}")
     print(f"data folder: {root} ({'exists' if root.is_dir() else 'missing'}; set ${DATA_ENV} to change)")
