@@ -222,6 +222,47 @@ class Rule(abc.ABC):
         """
         raise NotImplementedError(f"rule {self.name!r} declares no plastic dense feedback")
 
+    # ----------------------------------------------------------------- torch bodies of the form math
+    # The torch layers call these; each default runs the float64 specification above on copies, so
+    # a registered rule is exact on torch without writing torch code; a rule may override one with
+    # a tensor body (tests hold it to the specification).
+    def torch_transport(self, W):
+        """:meth:`transport` of a torch tensor W (out, in): B (in, out) in W's dtype and device."""
+        return W.new_tensor(self.transport(as_float64(W)))
+
+    def torch_dense_gradient(self, B, W, grad_w, x_rows, g_rows, n_samples=None):
+        """:meth:`dense_gradient` for torch rows, in B's dtype and device.
+
+        ``x_rows`` (N, in) and ``g_rows = dloss/dy`` (N, out) are a layer's rows, ``grad_w`` the
+        weight gradient ``g_rows^T x_rows`` (out, in); with a loss that is a mean over the N rows,
+        h_prev = x_rows, delta = N g and grad_w is the batch-mean gradient. ``n_samples``: samples
+        the loss averages over when rows are samples x positions (the default reads N, as
+        :meth:`~bioplastic.rules.SubspaceRule.torch_gradients` does).
+        """
+        n = x_rows.shape[0]
+        return B.new_tensor(self.dense_gradient(as_float64(B), as_float64(W), as_float64(grad_w),
+                                                as_float64(x_rows), as_float64(g_rows) * n))
+
+    def torch_conv_dense_gradient(self, B, W, grad_w, x, g, geometry):
+        """:meth:`dense_gradient` of a feedback convolution's kernel B (W's shape: (C_out, C_in/G, k, k)).
+
+        Per group on the unfolded patches (see
+        :meth:`~bioplastic.rules.SubspaceRule.torch_conv_gradients`): B_f = the group's flattened
+        kernel transposed, (C_in/G k k, C_out/G), is the Linear layout's B.
+        """
+        import torch
+
+        from .subspace._base import conv_rows, grouped
+
+        groups, n = geometry.groups, x.shape[0]
+        x_rows, g_rows = conv_rows(x, g, W.shape[-2:], geometry)
+        b, w, dw = grouped(B, groups), grouped(W, groups), grouped(grad_w, groups)
+        c_out, fan = w.shape[1], w.shape[2]
+        out = [self.torch_dense_gradient(b[j].T, w[j], dw[j], x_rows[:, j * fan:(j + 1) * fan],
+                                         g_rows[:, j * c_out:(j + 1) * c_out], n_samples=n).T
+               for j in range(groups)]
+        return torch.stack(out).reshape(B.shape)
+
     # ----------------------------------------------------------------- the circuit it needs
     def rank_bounds(self, sizes: Sequence[int]) -> list[int]:
         """Largest rank of each low-rank pathway (one per bottleneck)."""

@@ -24,3 +24,6 @@ class Backprop(Rule):
 
     def transport(self, W):
         return W.T
+
+    def torch_transport(self, W):
+        return W.T

@@ -30,3 +30,9 @@ class KolenPollack(Rule):
 
     def dense_gradient(self, B, W, grad_w, h_prev, delta):
         return grad_w.T
+
+    def torch_dense_gradient(self, B, W, grad_w, x_rows, g_rows, n_samples=None):
+        return grad_w.T.contiguous()  # a copy: B.grad and W.grad must not share storage
+
+    def torch_conv_dense_gradient(self, B, W, grad_w, x, g, geometry):
+        return grad_w.clone()  # B is stored in W's kernel layout: grad B_f = (grad W_f)^T per group

@@ -91,6 +91,54 @@ class SubspaceRule:
                                 as_float64(x_rows), as_float64(g_rows) * n)
         return (None if gp is None else P.new_tensor(gp), None if gq is None else Q.new_tensor(gq))
 
+    def torch_conv_gradients(self, P, Q, W, x, g, geometry, z=None, grad_w=None):
+        """Gradients of the factors of a feedback convolution, shaped like P and Q (or None).
+
+        A convolution is a Linear map applied to every patch: with the patches of ``x`` unfolded
+        into rows (batch x output positions, ``C_in/G k_h k_w`` each) and the error map ``g`` into
+        the matching rows of ``C_out`` channels, group j is a Linear layer with the flattened
+        factors ``P_f`` (r/G, C_out/G), ``Q_f^T`` (C_in/G k_h k_w, r/G) and kernel ``W_f``
+        (C_out/G, C_in/G k_h k_w). This default applies :meth:`torch_gradients` to each group's
+        rows with ``n_samples`` = batch (the loss averages over images, not positions), so any
+        registered rule is exact on convolutions in the sense it is on token rows; a built-in rule
+        may override it with a body that never unfolds the input (tests hold both equal).
+
+        Parameters
+        ----------
+        P : Tensor, shape (r, C_out/G, 1, 1)
+        Q : Tensor, shape (r, C_in/G, k_h, k_w)
+        W : Tensor, shape (C_out, C_in/G, k_h, k_w)
+            The forward kernel.
+        x : Tensor, shape (N, C_in, H, W)
+            The convolution's input, already padded beyond ``geometry.padding`` if the layer pads
+            asymmetrically or by a padding mode.
+        g : Tensor, shape (N, C_out, H_out, W_out)
+            Gradient of the loss at the output.
+        geometry
+            Has ``stride``, ``padding``, ``dilation`` (pairs) and ``groups``.
+        z : Tensor, shape (N, r, H_out, W_out), optional
+            The bottleneck P applied to g at every position, when already computed.
+        grad_w : Tensor, shape of W, optional
+            The kernel gradient ``conv2d_weight(x, g)``, when already computed.
+        """
+        import torch
+
+        groups, n = geometry.groups, x.shape[0]
+        x_rows, g_rows = conv_rows(x, g, W.shape[-2:], geometry)
+        p, q, w = grouped(P, groups), grouped(Q, groups), grouped(W, groups)
+        dw = None if grad_w is None else grouped(grad_w, groups)
+        fan, c_out = q.shape[-1], p.shape[-1]
+        grads_p, grads_q = [], []
+        for j in range(groups):
+            gp, gq = self.torch_gradients(
+                p[j], q[j].T, w[j], x_rows[:, j * fan:(j + 1) * fan],
+                g_rows[:, j * c_out:(j + 1) * c_out], n_samples=n,
+                grad_w=None if dw is None else dw[j])
+            grads_p.append(gp)
+            grads_q.append(None if gq is None else gq.T)
+        return tuple(None if any(t is None for t in ts) else torch.stack(ts).reshape(M.shape)
+                     for ts, M in ((grads_p, P), (grads_q, Q)))
+
     # ----------------------------------------------------------------- naming
     def named(self, p_layer: int | None, q_layer: int | None, gp, gq) -> dict[str, Array]:
         """The gradients keyed as circuit weights (factors that do not learn are left out)."""
@@ -103,3 +151,38 @@ class SubspaceRule:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, learns={self.learns})"
+
+
+# --------------------------------------------------------------------- tensor helpers (no torch import)
+def grouped(M, groups: int):
+    """A convolution's factor or kernel as per-group matrices: (G, rows/G, rest), rows its first axis.
+
+    P (r, C_out/G, 1, 1) -> (G, r/G, C_out/G); Q (r, C_in/G, k, k) -> (G, r/G, C_in/G k k);
+    W (C_out, C_in/G, k, k) -> (G, C_out/G, C_in/G k k).
+    """
+    return M.reshape(groups, M.shape[0] // groups, -1)
+
+
+def conv_rows(x, g, kernel_size, geometry):
+    """The Linear rows of a convolution: (patches (N L, C_in k_h k_w), errors (N L, C_out)).
+
+    ``x`` (N, C_in, H, W) is unfolded with the convolution's geometry (L = H_out W_out output
+    positions, channel-major patches as ``W.flatten(1)`` orders its columns); ``g`` (N, C_out,
+    H_out, W_out) is flattened in the same row order.
+    """
+    from torch.nn import functional as F
+
+    cols = F.unfold(x, tuple(kernel_size), tuple(geometry.dilation), tuple(geometry.padding),
+                    tuple(geometry.stride))  # (N, C_in k k, L)
+    x_rows = cols.transpose(1, 2).reshape(-1, cols.shape[1])
+    g_rows = g.flatten(2).transpose(1, 2).reshape(-1, g.shape[1])
+    return x_rows, g_rows
+
+
+def conv_weight_grad(x, g, W, geometry):
+    """``conv2d_weight(x, g)``: the kernel gradient (W's shape) of a convolution with ``geometry``."""
+    import torch
+
+    return torch.ops.aten.convolution_backward(
+        g, x, W, None, tuple(geometry.stride), tuple(geometry.padding), tuple(geometry.dilation),
+        False, [0, 0], geometry.groups, (False, True, False))[1]

@@ -22,3 +22,6 @@ class Fixed(SubspaceRule):
 
     def torch_gradients(self, P, Q, W, x_rows, g_rows, z_rows=None, n_samples=None, grad_w=None):
         return None, None
+
+    def torch_conv_gradients(self, P, Q, W, x, g, geometry, z=None, grad_w=None):
+        return None, None

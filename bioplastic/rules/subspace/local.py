@@ -15,7 +15,7 @@ Kolen-Pollack argument: QP tends to W^T P^T P, backprop's error projected on P's
 
 from __future__ import annotations
 
-from ._base import SubspaceRule
+from ._base import SubspaceRule, conv_weight_grad, grouped
 
 
 def weight_grad_is_cheaper(n_rows: int, n_in: int, n_out: int) -> bool:
@@ -43,3 +43,19 @@ class Local(SubspaceRule):
             return Q.T @ grad_w.T, grad_w.T @ P.T
         z_rows = g_rows @ P.T if z_rows is None else z_rows
         return (x_rows @ Q).T @ g_rows, x_rows.T @ z_rows
+
+    def torch_conv_gradients(self, P, Q, W, x, g, geometry, z=None, grad_w=None):
+        # The surrogate's gradients, sum u g^T (u = Q-conv of x) and conv2d_weight(x, z), are sums
+        # over positions of pre/post products; both equal contractions of the kernel gradient
+        # dW = conv2d_weight(x, g), per group Q_f dW_f^T and P_f dW_f, which cost r C_out C_in k k
+        # per step instead of that much per position (research/paper.md section 2.4).
+        return conv_contractions(P, Q, W, x, g, geometry, grad_w, want_p=True)
+
+
+def conv_contractions(P, Q, W, x, g, geometry, grad_w, want_p: bool):
+    """The local rule on a convolution: (Q_f dW_f^T or None, P_f dW_f) per group, shaped like P, Q."""
+    dw = conv_weight_grad(x, g, W, geometry) if grad_w is None else grad_w
+    groups = geometry.groups
+    p, q, d = grouped(P, groups), grouped(Q, groups), grouped(dw.to(P.dtype), groups)
+    return ((q @ d.transpose(1, 2)).reshape(P.shape) if want_p else None,
+            (p @ d).reshape(Q.shape))

@@ -12,7 +12,7 @@ where the ``svd`` initialisation starts. The data do not enter.
 
 from __future__ import annotations
 
-from ._base import SubspaceRule
+from ._base import SubspaceRule, grouped
 
 
 class Normative(SubspaceRule):
@@ -30,3 +30,11 @@ class Normative(SubspaceRule):
         # expanded so that no (m, n) matrix is formed; same O(m n r) cost
         W = W.to(P.dtype)
         return (Q.T @ Q) @ P - (W @ Q).T, Q @ (P @ P.T) - (P @ W).T
+
+    def torch_conv_gradients(self, P, Q, W, x, g, geometry, z=None, grad_w=None):
+        # per group, with the flattened kernel W_f and E = W_f - P_f^T Q_f (the kernel's transpose
+        # is the Linear layout's W^T): grad Q_f = -P_f E, grad P_f = -Q_f E^T
+        groups = geometry.groups
+        p, q = grouped(P, groups), grouped(Q, groups)
+        mismatch = grouped(W.to(P.dtype), groups) - p.transpose(1, 2) @ q
+        return (-(q @ mismatch.transpose(1, 2))).reshape(P.shape), (-(p @ mismatch)).reshape(Q.shape)

@@ -12,8 +12,8 @@ circuit carries through reciprocal synapses mirroring P.
 
 from __future__ import annotations
 
-from ._base import SubspaceRule
-from .local import Local
+from ._base import SubspaceRule, grouped
+from .local import Local, conv_contractions
 
 
 class Oja(SubspaceRule):
@@ -38,3 +38,17 @@ class Oja(SubspaceRule):
         n_samples = n_rows if n_samples is None else n_samples
         pc = (n_samples ** 2 / n_rows) * (z_rows.T @ g_rows)
         return -(pc - (pc @ P.T) @ P), x_rows.T @ z_rows
+
+    def torch_conv_gradients(self, P, Q, W, x, g, geometry, z=None, grad_w=None):
+        # C pools batch and positions: C = 1/(N H W) sum delta delta^T with delta = N g, so
+        # P C = N/(H W) sum_positions z g^T (z = P g at every position); Q as in local
+        import torch
+
+        groups = geometry.groups
+        n, c_out, h, w = g.shape
+        p = grouped(P, groups)  # (G, r/G, C_out/G)
+        gg = g.reshape(n, groups, c_out // groups, h * w)
+        zz = p @ gg if z is None else z.reshape(n, groups, -1, h * w)
+        pc = (n / (h * w)) * torch.einsum("ngrl,ngcl->grc", zz, gg)
+        grad_p = (-(pc - pc @ p.transpose(1, 2) @ p)).reshape(P.shape)
+        return grad_p, conv_contractions(P, Q, W, x, g, geometry, grad_w, want_p=False)[1]

@@ -12,7 +12,7 @@ itself (P) contributes. P starts with random orthonormal rows, Q with fa's gain,
 from __future__ import annotations
 
 from ._base import SubspaceRule
-from .local import Local
+from .local import Local, conv_contractions
 
 
 class QOnly(SubspaceRule):
@@ -29,3 +29,6 @@ class QOnly(SubspaceRule):
     def torch_gradients(self, P, Q, W, x_rows, g_rows, z_rows=None, n_samples=None, grad_w=None):
         z_rows = g_rows @ P.T if z_rows is None else z_rows
         return None, x_rows.T @ z_rows
+
+    def torch_conv_gradients(self, P, Q, W, x, g, geometry, z=None, grad_w=None):
+        return conv_contractions(P, Q, W, x, g, geometry, grad_w, want_p=False)
