@@ -13,13 +13,10 @@ from helpers import assert_close
 from torch import nn
 
 from bioplastic.torch import convert
-from bioplastic.torch.attention import (
-    FeedbackMultiheadAttention,
-    block_index,
-    convert_transformer,
-)
+from bioplastic.torch.attention import FeedbackMultiheadAttention
 from bioplastic.torch.linear import FeedbackLinear, FeedbackSpec
 from bioplastic.torch.models import ViT
+from bioplastic.torch.transformer import block_index, convert_transformer
 
 DT = torch.float64
 

@@ -1,19 +1,27 @@
-"""The circuit-level torch runner: a circuit's MLP as :class:`FeedbackLinear` layers, stepped by SGD.
+"""The circuit-level torch runner: a circuit's MLP as torch layers, stepped by SGD.
 
 One ``train_step`` is autograd plus ``torch.optim.SGD``, an execution independent of
 :mod:`bioplastic.rules` that must agree with it (tests/test_torch_backend.py):
 
 * loss = 0.5 * ((yhat - y)**2).sum(1).mean(), so the output gradient is e / N;
-* ``loss.backward()`` sends the error down through each layer's feedback (:mod:`.functional`);
+* ``loss.backward()`` sends the error down through the feedback (:mod:`bioplastic.torch.functional`);
   every gradient is taken with the current weights before anything moves;
 * SGD param groups: W (lr, weight_decay=decay), b (lr, no decay), plastic feedback (feedback_lr,
   weight_decay=decay); SGD's ``p -= lr * (grad + weight_decay * p)`` is the spec's update.
 
-Layer l (1..L) maps population l-1 to l. Its module carries the feedback into population l-1
-(``B{l}`` or ``P{l}``, ``Q{l}``), so layer 1 is plain ``bp`` and, the input not requiring a gradient,
-computes no input gradient at all. DFA: every layer is plain, the layer above each hidden population
-reads a detached copy of it, and :class:`~.functional.BroadcastErrorFunction` at the output hands
-each hidden population e B_l^T (times 1/N) as its gradient, so autograd applies f'(a_l).
+Layer l (1..L) maps population l-1 to l. What carries the error is decided by the circuit's rule
+object (``circuit.learning_rule``), by its topology and form, never by its name (:data:`BUILDERS`):
+
+* topology ``layer``: layer l >= 2 is a :class:`~bioplastic.torch.linear.FeedbackLinear` carrying
+  the feedback into population l-1 (``B{l}`` or ``P{l}``, ``Q{l}``; nothing for transport), whose
+  backward applies the rule's math; layer 1 sends no error (the input takes no gradient) and is a
+  plain ``nn.Linear``;
+* topology ``direct``: every layer is a plain ``nn.Linear``, the layer above each hidden population
+  reads a detached copy of it, and a module at the output hands each hidden population its error:
+  dense, :class:`DirectFeedback` (``B{l}`` (n_l, d): e B_l^T / N); low rank,
+  :class:`DirectLowRankFeedback` (one ``P{L}`` (r, d) and ``Q{l}`` (n_l, r): e P^T Q_l^T / N, P and
+  Q moved by the subspace rule on the stacked hidden layers, as
+  :meth:`bioplastic.rules.Rule.feedback_gradients` specifies). Autograd then applies f'(a_l).
 """
 
 from __future__ import annotations
@@ -24,16 +32,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import neurons, rules
 from ..circuit import Circuit
 from ..circuit.init import initial_weights
-from ..torch.functional import BroadcastErrorFunction
+from ..circuit.keys import key, kind_of, parse_key
+from ..torch.functional import BroadcastErrorFunction, BroadcastLowRankFunction
 from ..torch.linear import FeedbackLinear
-from .. import neurons, rules
-from ._base import AbstractRunner, check_batch, check_weights, unsupported_reason
+from ._base import AbstractRunner, UnsupportedCircuitError, check_batch, check_weights, unsupported_reason
 
-#: Hidden nonlinearities by circuit name; the readout is linear.
-ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid,
-               "linear": lambda a: a}
 #: dtype option -> torch dtype.
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -75,16 +81,42 @@ def resolve_device(device) -> torch.device:
 
 
 class DirectFeedback(nn.Module):
-    """DFA's fixed broadcast matrices: buffers ``B1..B{L-1}``, each (n_l, d)."""
+    """Dense direct feedback's fixed broadcast matrices: buffers ``B1..B{L-1}``, each (n_l, d)."""
 
     def __init__(self, shapes: Mapping[int, tuple[int, int]], device=None, dtype=None):
         super().__init__()
         for l, shape in shapes.items():
-            self.register_buffer(f"B{l}", torch.empty(shape, device=device, dtype=dtype))
+            self.register_buffer(key("B", l), torch.empty(shape, device=device, dtype=dtype))
 
     def forward(self, yhat: torch.Tensor, hidden: list[torch.Tensor]) -> torch.Tensor:
         """Identity on yhat (N, d); backward sends g B_l^T to hidden[l-1] (N, n_l)."""
         return BroadcastErrorFunction.apply(yhat, *self.buffers(), *hidden)
+
+
+class DirectLowRankFeedback(nn.Module):
+    """Low-rank direct feedback: Parameters ``P{L}`` (r, d) and ``Q1..Q{L-1}``, each (n_l, r).
+
+    A factor that the subspace rule does not learn has ``requires_grad=False``.
+    """
+
+    def __init__(self, subspace, sizes, rank: int, device=None, dtype=None):
+        super().__init__()
+        L, kw = len(sizes) - 1, dict(device=device, dtype=dtype)
+        self.subspace = subspace
+        self.p_name = key("P", L)
+        self.q_names = [key("Q", l) for l in range(1, L)]
+        learns = subspace.learns
+        self.register_parameter(self.p_name, nn.Parameter(torch.empty(rank, sizes[-1], **kw),
+                                                          requires_grad="P" in learns))
+        for l, name in enumerate(self.q_names, start=1):
+            self.register_parameter(name, nn.Parameter(torch.empty(sizes[l], rank, **kw),
+                                                       requires_grad="Q" in learns))
+
+    def forward(self, yhat: torch.Tensor, hidden: list[torch.Tensor]) -> torch.Tensor:
+        """Identity on yhat (N, d); backward sends g P^T Q_l^T to hidden[l-1] and learns P, Q."""
+        factors = [getattr(self, n) for n in self.q_names]
+        return BroadcastLowRankFunction.apply(yhat, getattr(self, self.p_name), self.subspace,
+                                              *factors, *hidden)
 
 
 class FeedbackMLP(nn.Module):
@@ -92,44 +124,80 @@ class FeedbackMLP(nn.Module):
 
     Parameters
     ----------
-    layers : list of FeedbackLinear
-        Layers 1..L.
+    layers : list of nn.Module
+        Layers 1..L (``nn.Linear`` or :class:`FeedbackLinear`).
     activation : str
-        Hidden nonlinearity, a key of :data:`ACTIVATIONS`.
-    direct : DirectFeedback, optional
-        DFA broadcast; when given, each layer above a hidden population reads it detached.
+        Hidden nonlinearity, a key of :data:`bioplastic.neurons.ACTIVATIONS`.
+    direct : nn.Module, optional
+        Direct feedback at the output (:class:`DirectFeedback`, :class:`DirectLowRankFeedback`);
+        when given, each layer above a hidden population reads it detached.
     """
 
-    def __init__(self, layers: list[FeedbackLinear], activation: str,
-                 direct: DirectFeedback | None = None):
+    def __init__(self, layers: list[nn.Module], activation: str, direct: nn.Module | None = None):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; valid options: {', '.join(ACTIVATIONS)}")
+        neurons.activation(activation)  # raises naming the valid options
         self.layers = nn.ModuleList(layers)
         self.activation = activation
         self.direct = direct
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Readout yhat (N, d) for x (N, n_0)."""
-        f = ACTIVATIONS[self.activation]
+        f = neurons.ACTIVATIONS[self.activation].torch_f
         hidden, h = [], x
         for layer in self.layers[:-1]:
             h = f(layer(h))
             hidden.append(h)
             if self.direct is not None:
-                h = h.detach()  # DFA: the broadcast is the only error a hidden population receives
+                h = h.detach()  # direct feedback is the only error a hidden population receives
         yhat = self.layers[-1](h)
         return yhat if self.direct is None else self.direct(yhat, hidden)
 
 
-def _layer(circuit: Circuit, l: int, device, dtype) -> FeedbackLinear:
-    """Layer l of the circuit, uninitialised (the runner sets every value)."""
-    n_in, n_out = circuit.sizes[l - 1], circuit.sizes[l]
-    rule = circuit.rule if l > 1 and circuit.rule != "dfa" else "bp"
-    rank = circuit.shape(f"P{l}")[0] if rule == "ldfa" else None
+# ----------------------------------------------------------------------------- builders by (topology, form)
+def _plain(circuit: Circuit, l: int, **kw) -> nn.Linear:
+    """Layer l without feedback of its own, uninitialised (the runner sets every value)."""
     bias = circuit.graph.nodes[circuit.layers[l]]["bias"]
-    return nn.utils.skip_init(FeedbackLinear, n_in, n_out, bias, rule, rank,
-                              circuit.subspace or "local", device=device, dtype=dtype)
+    return nn.utils.skip_init(nn.Linear, circuit.sizes[l - 1], circuit.sizes[l], bias, **kw)
+
+
+def _layer_topology(circuit: Circuit, rule, **kw):
+    """Layer rules, any form: layer l >= 2 carries its pathway (FeedbackLinear applies the rule)."""
+    layers = [_plain(circuit, 1, **kw)]
+    for l in range(2, circuit.n_layers + 1):
+        rank = circuit.shape(key("P", l))[0] if rule.form == "low_rank" else None
+        bias = circuit.graph.nodes[circuit.layers[l]]["bias"]
+        layers.append(nn.utils.skip_init(FeedbackLinear, circuit.sizes[l - 1], circuit.sizes[l], bias,
+                                         rule.name, rank, circuit.subspace or "local", **kw))
+    return layers, None
+
+
+def _direct_dense(circuit: Circuit, rule, **kw):
+    """Dense direct feedback with fixed B (a plastic one is refused: see :func:`unsupported`)."""
+    L, sizes = circuit.n_layers, circuit.sizes
+    layers = [_plain(circuit, l, **kw) for l in range(1, L + 1)]
+    return layers, DirectFeedback({l: (sizes[l], sizes[-1]) for l in range(1, L)}, **kw)
+
+
+def _direct_low_rank(circuit: Circuit, rule, **kw):
+    """Low-rank direct feedback: one bottleneck shared by every hidden layer."""
+    L = circuit.n_layers
+    layers = [_plain(circuit, l, **kw) for l in range(1, L + 1)]
+    rank = circuit.shape(key("P", L))[0]
+    return layers, DirectLowRankFeedback(rule.subspace, circuit.sizes, rank, **kw)
+
+
+#: (topology, form) -> builder(circuit, rule, device=, dtype=) -> (layers, direct module or None).
+BUILDERS = {**{("layer", form): _layer_topology for form in rules.FORMS},
+            ("direct", "dense"): _direct_dense,
+            ("direct", "low_rank"): _direct_low_rank}
+
+
+def _builder(rule):
+    """The builder for ``rule``, or None (plastic dense direct feedback: its B would need the layer
+    errors after f', which the broadcast at the output does not see)."""
+    if rule.topology == "direct" and rule.form == "dense" and rule.plastic:
+        return None
+    return BUILDERS.get((rule.topology, rule.form))
 
 
 class TorchRunner(AbstractRunner):
@@ -157,31 +225,37 @@ class TorchRunner(AbstractRunner):
 
     def __init__(self, circuit: Circuit, dtype="float32", device=None, weights=None):
         super().__init__(circuit)
+        reason = unsupported(self.circuit)
+        if reason is not None:
+            raise UnsupportedCircuitError(reason)
         self.dtype, self.device = resolve_dtype(dtype), resolve_device(device)
-        kw = dict(device=self.device, dtype=self.dtype)
-        L, sizes = circuit.n_layers, circuit.sizes
-        layers = [_layer(circuit, l, **kw) for l in range(1, L + 1)]
-        direct = (DirectFeedback({l: (sizes[l], sizes[-1]) for l in range(1, L)}, **kw)
-                  if circuit.rule == "dfa" else None)
-        self.model = FeedbackMLP(layers, circuit.activation, direct)
-        self._tensors = self._weight_tensors()
+        rule = self.circuit.learning_rule
+        layers, direct = _builder(rule)(self.circuit, rule, device=self.device, dtype=self.dtype)
+        self.model = FeedbackMLP(layers, self.circuit.activation, direct)
+        self._tensors = self._weight_tensors(rule)
         if weights is None or set(weights) != set(circuit.weight_keys()):
             # a full dict skips the draw: the SVD initialisation of a wide layer costs seconds
-            self.set_weights(initial_weights(circuit))
+            self.set_weights(initial_weights(self.circuit))
         if weights is not None:
             self.set_weights(weights)
         self.optimizer = self._optimizer()
 
-    def _weight_tensors(self) -> dict[str, torch.Tensor]:
-        """Circuit weight key -> the tensor holding it (same (post, pre) orientation, no transposes)."""
+    def _weight_tensors(self, rule) -> dict[str, torch.Tensor]:
+        """Circuit weight key -> the tensor holding it (same (post, pre) orientation, no transposes).
+
+        W{l}, b{l}: layer l's weight and bias; feedback: the direct module's (topology ``direct``)
+        or layer l's own (``layer``: the pathway of layer l lives in its module).
+        """
         out = {}
-        for key in self.circuit.weight_keys():
-            kind, l = key[0], int(key[1:])
-            if self.circuit.rule == "dfa" and kind == "B":
-                out[key] = getattr(self.model.direct, key)
+        for name in self.circuit.weight_keys():
+            k = parse_key(name)
+            layer = self.model.layers[k.layer - 1]
+            if k.kind in ("W", "b"):
+                out[name] = layer.weight if k.kind == "W" else layer.bias
+            elif rule.topology == "direct":
+                out[name] = getattr(self.model.direct, name)
             else:
-                layer = self.model.layers[l - 1]
-                out[key] = getattr(layer, {"W": "weight", "b": "bias"}.get(kind, kind))
+                out[name] = getattr(layer, k.kind)
         return out
 
     def _optimizer(self) -> torch.optim.SGD:
@@ -189,7 +263,7 @@ class TorchRunner(AbstractRunner):
         weights = [m.weight for m in self.model.layers]
         biases = [m.bias for m in self.model.layers if m.bias is not None]
         feedback = [t for k, t in self._tensors.items()
-                    if k[0] in "BPQ" and isinstance(t, nn.Parameter) and t.requires_grad]
+                    if kind_of(k) in ("B", "P", "Q") and isinstance(t, nn.Parameter) and t.requires_grad]
         groups = [dict(params=weights, lr=p.lr, weight_decay=p.decay),
                   dict(params=biases, lr=p.lr, weight_decay=0.0),
                   dict(params=feedback, lr=p.feedback_lr, weight_decay=p.decay)]
@@ -260,12 +334,27 @@ def build(circuit: Circuit, dtype="float32", device=None, weights=None) -> Torch
 
 
 def capabilities() -> dict[str, tuple[str, ...]]:
-    """Rule topologies, forms, subspace rules, activations and neuron models this backend builds."""
-    return {"topologies": ("layer", "direct"), "forms": ("transport", "dense", "low_rank"),
+    """Rule topologies, forms, subspace rules, activations and neuron models this backend builds.
+
+    Topologies and forms are those of :data:`BUILDERS`; every registered subspace rule (their
+    ``torch_gradients`` default runs the specification) and every registered nonlinearity (its
+    ``torch_f``). One combination is refused on top of these: plastic dense direct feedback
+    (:func:`unsupported` names it).
+    """
+    return {"topologies": tuple(dict.fromkeys(t for t, _ in BUILDERS)),
+            "forms": tuple(dict.fromkeys(f for _, f in BUILDERS)),
             "subspaces": tuple(rules.SUBSPACES), "activations": tuple(neurons.ACTIVATIONS),
             "neurons": ("rate",)}
 
 
 def unsupported(circuit) -> str | None:
     """Why this backend cannot build ``circuit`` (None when it can)."""
-    return unsupported_reason("torch", circuit, capabilities())
+    reason = unsupported_reason("torch", circuit, capabilities())
+    if reason is None:
+        rule = circuit.learning_rule
+        if _builder(rule) is None:
+            supported = ", ".join(f"{t}/{f}" for t, f in BUILDERS)
+            return (f"backend 'torch' cannot build this circuit: rule {rule.name!r} has plastic "
+                    f"{rule.form} feedback of topology {rule.topology!r}; supported (topology/form): "
+                    f"{supported}, direct dense only with fixed B")
+    return reason

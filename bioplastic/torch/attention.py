@@ -9,42 +9,41 @@ feedback :math:`B` (in, out) the input receives :math:`g B^\top` (:mod:`.functio
 Fused maps get a larger rank. A fused projection stacks 3 maps (q, k, v) in the rows of
 one weight (3E, E); the rank given for a layer is *per map*, so the fused map gets
 ``feedback_rank_factor * r`` with the factor 3 by default, as in the authors' code. Set the factor
-per model with :func:`convert_transformer` (``qkv_rank_factor``).
+per model with :func:`.transformer.convert_transformer` (``qkv_rank_factor``).
 
 What this module adds to ``convert``:
 
 * :class:`FeedbackMultiheadAttention`: ``nn.MultiheadAttention`` with its raw ``in_proj_weight``
-  held by a :class:`.layers.FeedbackLinear` ``in_proj`` (rank ``3 r``; or ``q_proj``, ``k_proj``,
+  held by a :class:`.linear.FeedbackLinear` ``in_proj`` (rank ``3 r``; or ``q_proj``, ``k_proj``,
   ``v_proj`` of rank r each when ``kdim``/``vdim`` differ from ``embed_dim``) and a feedback
   ``out_proj``. Its forward re-implements ``F.multi_head_attention_forward`` (masks, key padding,
   ``add_bias_kv``, ``add_zero_attn``, dropout, batch-first or not, unbatched inputs, attention
   weights) on top of these layers; forward values equal the original's. Inside
   ``nn.TransformerEncoderLayer`` it is converted like any child, and the encoder layer's linear1 /
   linear2 are plain ``nn.Linear``.
-* a converter for :class:`bioplastic.torch.models.FusedQKV` (the project's ViT), rank ``3 r``.
-* :func:`convert_transformer`: per-block ranks, blocks or layers left on bp, the qkv factor.
+* a converter for :class:`.linear.FusedQKV` (the fused map of the project's ViT), rank ``3 r``.
+
+:mod:`.transformer` adds :func:`~.transformer.convert_transformer`: per-block ranks, blocks or
+layers left on bp, the qkv factor. Nothing here depends on a rule's name: every map is a
+:class:`.linear.FeedbackLinear`, whose rule object decides its feedback.
 
 Cross-attention (``query``, ``key``, ``value`` different tensors) with a fused weight sends each input
 through its rows of the weight and of P (or B): the input gradients are :math:`g_s B_s^\top` with
 :math:`B_s = Q P_s`, and the P, Q gradients of ``fixed``, ``normative``, ``local`` add up to those of
-the fused map. ``oja`` then sees each projection's error covariance separately (no cross terms).
+the fused map. ``oja`` then sees each projection's error covariance separately (no cross terms);
+a subspace or dense rule of your own is applied to each part in the same way.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-import numbers
-from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import functional as fn
-from .linear import FeedbackLinear, FeedbackSpec
-from .models import FusedQKV
+from .linear import FeedbackLinear, FeedbackSpec, FusedQKV
 
 #: Default rank multiplier of a fused q/k/v projection (3 maps share one bottleneck of 3r).
 QKV_RANK_FACTOR = 3
@@ -63,16 +62,11 @@ def fused_rank(module: nn.Module, rank: int) -> int:
 def sliced_linear(layer: FeedbackLinear, x: torch.Tensor, rows: slice) -> torch.Tensor:
     """The output rows ``rows`` of ``layer`` applied to ``x``, with the matching part of its feedback.
 
-    ``x @ W[rows].T + b[rows]``, whose input gradient is ``g B[:, rows]^T`` (ldfa:
-    ``B[:, rows] = Q P[:, rows]``); gradients reach the slices of W, b, P (or B) and all of Q.
+    ``x @ W[rows].T + b[rows]``, whose input gradient is ``g B[:, rows]^T`` (low rank:
+    ``B[:, rows] = Q P[:, rows]``); gradients reach the slices of W, b, P (or B) and all of Q
+    (:meth:`.linear.FeedbackLinear.apply_rows`).
     """
-    w = layer.weight[rows]
-    b = None if layer.bias is None else layer.bias[rows]
-    if layer.rule == "bp":
-        return F.linear(x, w, b)
-    if layer.rule == "ldfa":
-        return fn.LowRankFeedbackFunction.apply(x, w, b, layer.P[:, rows], layer.Q, layer.subspace)
-    return fn.DenseFeedbackFunction.apply(x, w, b, layer.B[:, rows])
+    return layer.apply_rows(x, rows)
 
 
 def float_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
@@ -123,7 +117,7 @@ class FeedbackMultiheadAttention(nn.MultiheadAttention):
                                                    f"{where}.{part}")
             return FeedbackLinear.from_linear(linear, s.rule, s.rank, s.subspace, generator)
 
-        per_map = spec.rank if spec.rule == "ldfa" else None
+        per_map = spec.rank  # None for rules without a rank
         if mha._qkv_same_embed_dim:
             fused = None if per_map is None else fused_rank(mha, per_map)
             layer.in_proj = feedback(_linear_from(mha.in_proj_weight, mha.in_proj_bias), fused,
@@ -287,7 +281,7 @@ def _load_plain_mha_state(module, state_dict, prefix, *args):
 
 
 # ----------------------------------------------------------------------------------------------
-# Converters (registered in .convert.CONVERTERS) and the transformer-level helper
+# Converters (registered in .convert.CONVERTERS)
 # ----------------------------------------------------------------------------------------------
 
 def convert_multihead_attention(module: nn.MultiheadAttention, spec: FeedbackSpec,
@@ -298,93 +292,12 @@ def convert_multihead_attention(module: nn.MultiheadAttention, spec: FeedbackSpe
 
 def convert_fused_qkv(module: FusedQKV, spec: FeedbackSpec, generator: torch.Generator,
                       name: str) -> FeedbackLinear:
-    """``convert``'s factory for :class:`bioplastic.torch.models.FusedQKV`: rank ``3 r`` (per-map r)."""
-    if spec.rule == "ldfa":
+    """``convert``'s factory for :class:`.linear.FusedQKV`: rank ``3 r`` (per-map r)."""
+    if spec.rank is not None:
         spec = replace(spec, rank=fused_rank(module, spec.rank))
     spec = spec.for_layer(module.in_features, module.out_features, f"layer {name!r} (fused qkv)")
     return FeedbackLinear.from_linear(module, spec.rule, spec.rank, spec.subspace, generator)
 
 
-def block_index(name: str) -> int | None:
-    """Index of the block a module belongs to: the first integer in its dotted name, or None.
-
-    ``"blocks.3.attn.qkv"`` -> 3 (the project's ViT), ``"encoder.layers.1.linear1"`` -> 1
-    (``nn.TransformerEncoder``), ``"head"`` -> None.
-    """
-    for part in name.split("."):
-        if part.isdigit():
-            return int(part)
-    return None
-
-
-def convert_transformer(model: nn.Module, rule: str = "ldfa", rank: int | None = None,
-                        subspace: str = "local", *,
-                        block_ranks: Mapping[int, int | None] | Sequence[int | None] | None = None,
-                        qkv_rank_factor: int = QKV_RANK_FACTOR, exclude: Collection[str] = (),
-                        seed: int = 0, clip_rank: bool = False, inplace: bool = False) -> nn.Module:
-    """``convert`` for transformers, with per-block ranks and blocks left on backprop.
-
-    Parameters
-    ----------
-    model : nn.Module
-        A transformer: the project's :class:`bioplastic.torch.models.ViT`, an ``nn.TransformerEncoder``, or
-        anything whose blocks sit in a ``ModuleList`` (a block is found by :func:`block_index`).
-    rule, subspace, seed, clip_rank, inplace
-        As for ``convert``.
-    rank : int, optional
-        ldfa per-map rank r of layers outside ``block_ranks`` (patch embedding, head, ...).
-    block_ranks : mapping or sequence, optional
-        Per-block rank: ``{block index: r}`` or one entry per block; ``None`` for a block leaves
-        it on bp (the authors' ImageNet runs: ranks 96/128/192 in blocks 0-8, bp in 9-11).
-    qkv_rank_factor : int
-        Rank multiplier of fused q/k/v maps (``FusedQKV``, ``nn.MultiheadAttention.in_proj``).
-    exclude : collection of str
-        Further module names left on bp.
-
-    Returns
-    -------
-    nn.Module
-        The converted model.
-    """
-    from .convert import CONVERTERS, convert  # convert imports this module's converters
-
-    if isinstance(qkv_rank_factor, bool) or not isinstance(qkv_rank_factor, numbers.Integral) \
-            or qkv_rank_factor < 1:
-        raise ValueError(f"qkv_rank_factor must be a positive int; got {qkv_rank_factor!r}")
-    if not inplace:
-        model = copy.deepcopy(model)
-    for m in model.modules():
-        if isinstance(m, (FusedQKV, nn.MultiheadAttention)):
-            m.feedback_rank_factor = int(qkv_rank_factor)
-    names = [n for n, m in model.named_modules() if type(m) in CONVERTERS and n not in exclude]
-    if isinstance(block_ranks, Sequence):
-        block_ranks = dict(enumerate(block_ranks))
-    block_ranks = dict(block_ranks or {})
-    blocks = {block_index(n) for n in names} - {None}
-    unknown = sorted(set(block_ranks) - blocks)
-    if unknown:
-        raise ValueError(f"block_ranks names blocks {unknown} this model does not have; its blocks: "
-                         f"{sorted(blocks)}")
-    on_bp = list(exclude)
-    ranks = {}
-    for n in names:
-        b = block_index(n)
-        r = block_ranks[b] if b in block_ranks else rank
-        if b in block_ranks and r is None:
-            on_bp.append(n)
-        else:
-            ranks[n] = r
-    if rule != "ldfa":
-        return convert(model, rule, None, subspace, exclude=on_bp, seed=seed, clip_rank=clip_rank,
-                       inplace=True)
-    missing = [n for n, r in ranks.items() if r is None]
-    if missing:
-        raise ValueError(f"no rank for {missing}: pass rank=r (layers outside block_ranks) or give "
-                         "their blocks a rank")
-    return convert(model, rule, ranks, subspace, exclude=on_bp, seed=seed, clip_rank=clip_rank,
-                   inplace=True)
-
-
-__all__ = ["FeedbackMultiheadAttention", "QKV_RANK_FACTOR", "block_index", "convert_fused_qkv",
-           "convert_multihead_attention", "convert_transformer", "float_mask", "fused_rank",
-           "sliced_linear"]
+__all__ = ["FeedbackMultiheadAttention", "QKV_RANK_FACTOR", "convert_fused_qkv",
+           "convert_multihead_attention", "float_mask", "fused_rank", "sliced_linear"]

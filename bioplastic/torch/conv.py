@@ -3,14 +3,19 @@ r"""Feedback convolutions: ``nn.Conv2d`` whose backward sends the error through 
 The forward pass is the layer's own convolution, :math:`y = W \ast x + b`. The backward pass keeps
 the usual weight gradient :math:`\partial\ell/\partial W = x \star g` (``conv2d_weight``) but sends
 the error map :math:`g = \partial\ell/\partial y` (batch, C_out, H_out, W_out) to the layer below
-through a feedback kernel instead of :math:`W`:
+through a feedback kernel instead of :math:`W`. What that kernel is follows the rule's *form* (:class:`bioplastic.rules.Rule`; any
+registered rule of topology ``layer``):
 
-``bp``
-    :math:`W` itself (native autograd; exact backprop).
-``fa`` / ``kp``
-    a kernel :math:`B` of W's shape: :math:`\delta_{in} = \mathrm{conv2d\_input}(B, g)`. FA keeps B
-    fixed; KP gives it W's gradient, ``B.grad = weight.grad``, so with weight decay B -> W.
-``ldfa``
+``transport`` (bp, sign-symmetric, ...)
+    bp (``exact_gradient``): :math:`W` itself (native autograd; exact backprop). Others: per group,
+    the rule's ``torch_transport`` of the flattened kernel :math:`W_f` (C_out/G, C_in/G k_h k_w),
+    reshaped back into a kernel :math:`B` of W's shape, then :math:`\delta_{in} =
+    \mathrm{conv2d\_input}(B, g)`.
+``dense`` (fa / kp)
+    a kernel :math:`B` of W's shape: :math:`\delta_{in} = \mathrm{conv2d\_input}(B, g)`. A fixed B
+    is a buffer; a plastic one gets ``rule.torch_conv_dense_gradient`` (kp: ``B.grad =
+    weight.grad``, so with weight decay B -> W).
+``low_rank`` (ldfa)
     the transpose of the factorised convolution "Q-conv (k x k, C_in -> r, with the layer's
     stride, padding, dilation, groups) then 1x1 P-conv (r -> C_out)":
 
@@ -33,255 +38,48 @@ Shapes (stored as convolution kernels, so each is directly usable by ``F.conv2d`
 gets its own r/G bottleneck channels (P and Q are both grouped), so the feedback respects the block
 structure of W and a full-rank factorisation (r/G = min(C_out/G, C_in/G k_h k_w)) reproduces bp.
 
-**Subspace rules** (``P.grad`` / ``Q.grad`` hold the negative update; per group, with the flattened
-kernel :math:`W_f` (C_out/G, C_in/G k_h k_w), :math:`Q_f` = Q flattened to (r/G, C_in/G k_h k_w),
-:math:`P_f` = P as (r/G, C_out/G), :math:`E = W_f - P_f^\top Q_f`):
+**Subspace rules** (``P.grad`` / ``Q.grad`` hold the negative update) come from the rule's unit,
+:meth:`bioplastic.rules.SubspaceRule.torch_conv_gradients`: per group, with the flattened kernel
+:math:`W_f`, :math:`Q_f` = Q flattened to (r/G, C_in/G k_h k_w) and :math:`P_f` = P as (r/G, C_out/G),
+a convolution is the Linear layer of its unfolded patches (batch and positions as rows). The base
+class applies the rule's Linear body to those rows, which is exact for any registered rule; the
+built-in rules override it with bodies that never unfold (``normative``: descend
+:math:`\tfrac12\lVert W_f - P_f^\top Q_f\rVert^2`; ``local`` and ``q_only``: contractions of the
+weight gradient, ``P_f dW_f`` and ``Q_f dW_f^T``; ``oja``: the channel covariance pooled over batch
+and positions), each held to the generic form by tests/test_torch_rules.py. With 1x1 maps on 1x1
+images every rule reduces to the Linear one. :meth:`FeedbackConv2d.refactorise` (optionally every
+``refactor_every`` training steps, for rules that descend the distance to W) resets Q, P to the
+truncated SVD of W.
 
-``fixed``
-    none (P and Q do not require grad).
-``normative``
-    descend :math:`\tfrac12\lVert E\rVert^2`: ``grad_Q_f = -P_f E``, ``grad_P_f = -Q_f E^T``;
-    :meth:`FeedbackConv2d.refactorise` (optionally every ``refactor_every`` training steps) resets
-    Q, P to the truncated SVD of W, the rule's fixed point.
-``local``
-    the gradients of the factorised surrogate under the same error:
-    ``grad_Q = conv2d_weight(x, z)``, ``grad_P = sum_{batch, positions} u g^T`` with
-    ``u = Q-conv(x)``; both use only pre- and postsynaptic signals of each synapse. They equal
-    ``P_f dW_f`` and ``Q_f dW_f^T`` with dW the weight gradient, which is how they are computed
-    (:func:`local_gradients`).
-``oja``
-    :math:`\mathrm{grad}_P = -(P C - P C P^\top P)` with C the channel covariance of the error,
-    pooling batch and spatial positions as samples:
-    :math:`C = \frac{1}{N H W}\sum_{n,h,w} \delta\delta^\top`, :math:`\delta = N g` (the per-sample
-    error, undoing the loss's batch mean); Q as in ``local``. With 1x1 maps on 1x1 images every rule
-    reduces to the Linear one.
-
-``dfa`` is not offered for convolutions, as for every per-layer feedback (``FeedbackSpec``): it
-needs the network's output error inside every layer, a global wire that a per-layer conversion
-cannot see.
+Direct rules (``dfa``) are not offered for convolutions, as for every per-layer feedback
+(``FeedbackSpec``): they need the network's output error inside every layer, a global wire that a
+per-layer conversion cannot see.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 
+from ..rules import SUBSPACES
 from . import functional as fn
-from .linear import LAYER_RULES, FeedbackSpec
-
-#: Rules a :class:`FeedbackConv2d` implements.
-CONV_RULES = LAYER_RULES
-#: Subspace rules of an ldfa :class:`FeedbackConv2d`.
-CONV_SUBSPACES = ("fixed", "normative", "local", "oja")
-
-_convolution_backward = torch.ops.aten.convolution_backward
-
-
-@dataclass(frozen=True)
-class ConvGeometry:
-    """Stride, (symmetric) padding, dilation and groups shared by W, B and Q; each a pair of ints."""
-
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    dilation: tuple[int, int]
-    groups: int
-
-
-# ----------------------------------------------------------------------------------------------
-# Pure math: feedback kernels and subspace-rule gradients (groups handled by a leading G axis)
-# ----------------------------------------------------------------------------------------------
-
-def grouped_factors(P: torch.Tensor, Q: torch.Tensor, groups: int
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(P_f (G, r/G, C_out/G), Q_f (G, r/G, C_in/G k_h k_w)): the factors as per-group matrices."""
-    r = P.shape[0]
-    return P.reshape(groups, r // groups, -1), Q.reshape(groups, r // groups, -1)
-
-
-def effective_kernel(P: torch.Tensor, Q: torch.Tensor, groups: int) -> torch.Tensor:
-    """The kernel (C_out, C_in/G, k_h, k_w) of the factorised conv: P_f^T Q_f per group.
-
-    Its ``conv2d_input`` is the LDFA error map; it plays the role W plays in bp.
-    """
-    p, q = grouped_factors(P, Q, groups)
-    kernel = p.transpose(1, 2) @ q  # (G, C_out/G, C_in/G k k)
-    return kernel.reshape(-1, *Q.shape[1:])
-
-
-def normative_gradients(P: torch.Tensor, Q: torch.Tensor, W: torch.Tensor, groups: int
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients of 1/2 ||W_f - P_f^T Q_f||^2 per group (module docstring): (grad_P, grad_Q)."""
-    p, q = grouped_factors(P, Q, groups)
-    mismatch = W.reshape(groups, W.shape[0] // groups, -1) - p.transpose(1, 2) @ q
-    grad_q = -(p @ mismatch)
-    grad_p = -(q @ mismatch.transpose(1, 2))
-    return grad_p.reshape(P.shape), grad_q.reshape(Q.shape)
-
-
-def bottleneck(g: torch.Tensor, P: torch.Tensor, groups: int) -> torch.Tensor:
-    """z = P applied to every position of the error map: (N, C_out, H, W) -> (N, r, H, W).
-
-    A batched matrix product on the (N, C_out, H W) view: the same numbers as the 1x1 convolution
-    ``F.conv2d(g, P, groups=groups)``, several times faster than oneDNN's for a few output channels.
-    """
-    n, c, h, w = g.shape
-    p, _ = grouped_factors(P, P, groups)  # (G, r/G, C_out/G)
-    z = p @ g.reshape(n, groups, c // groups, h * w)  # (N, G, r/G, H W)
-    return z.reshape(n, -1, h, w)
-
-
-def error_map(z: torch.Tensor, Q: torch.Tensor, geo: ConvGeometry, input_size) -> torch.Tensor:
-    """delta_in = conv2d_input(input_size, Q, z): the transposed Q-convolution of the bottleneck.
-
-    With stride 1 this is a plain convolution of z with the flipped, transposed kernel and padding
-    d (k - 1) - p, which oneDNN runs several times faster than its transposed convolution when z
-    has few channels; other geometries use ``convolution_backward``.
-    """
-    pads = tuple(d * (k - 1) - p for d, k, p in zip(geo.dilation, Q.shape[-2:], geo.padding))
-    if geo.stride == (1, 1) and min(pads) >= 0:
-        g, r = geo.groups, Q.shape[0]
-        flipped = (Q.reshape(g, r // g, -1, *Q.shape[-2:]).transpose(1, 2)
-                   .reshape(-1, r // g, *Q.shape[-2:]).flip(-2, -1))
-        return F.conv2d(z, flipped, None, 1, pads, geo.dilation, g)
-    shape_only = z.new_empty(1).expand(input_size)
-    return _convolution_backward(z, shape_only, Q, None, geo.stride, geo.padding, geo.dilation,
-                                 False, [0, 0], geo.groups, (True, False, False))[0]
-
-
-def local_gradients(P: torch.Tensor, Q: torch.Tensor, grad_w: torch.Tensor, groups: int,
-                    need_p: bool = True, need_q: bool = True
-                    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The local rule's (grad_P, grad_Q) from the weight gradient: Q_f dW_f^T and P_f dW_f per group
-    (None for a factor not needed: each costs one contraction).
-
-    The surrogate's gradients, ``sum u g^T`` (u = Q-conv of x) and ``conv2d_weight(x, z)``, are
-    sums over positions of pre/post products; both equal these contractions of
-    ``dW = conv2d_weight(x, g)``, which cost r C_out C_in k_h k_w per step instead of that much per
-    position (research/paper.md section 2.4 writes the rule this way).
-    """
-    p, q = grouped_factors(P, Q, groups)
-    dw = grad_w.reshape(groups, grad_w.shape[0] // groups, -1)  # (G, C_out/G, C_in/G k k)
-    return ((q @ dw.transpose(1, 2)).reshape(P.shape) if need_p else None,
-            (p @ dw).reshape(Q.shape) if need_q else None)
-
-
-def oja_gradient(P: torch.Tensor, g: torch.Tensor, z: torch.Tensor, groups: int) -> torch.Tensor:
-    """-(P C - P C P^T P) per group, C the pooled channel covariance of delta = N g (docstring).
-
-    P C is formed as (N / (H W)) sum_positions z g^T with z = :func:`bottleneck` (g, P), so the
-    (C_out, C_out) covariance is never built.
-
-    Parameters
-    ----------
-    P : Tensor, shape (r, C_out/G, 1, 1)
-    g : Tensor, shape (N, C_out, H, W)
-        Gradient of the batch-mean loss at the layer output.
-    z : Tensor, shape (N, r, H, W)
-    """
-    n, c_out, h, w = g.shape
-    gg = g.reshape(n, groups, c_out // groups, h * w)
-    zz = z.reshape(n, groups, -1, h * w)
-    pc = (n / (h * w)) * torch.einsum("ngrl,ngcl->grc", zz, gg)  # (G, r/G, C_out/G)
-    p, _ = grouped_factors(P, P, groups)
-    return (-(pc - pc @ p.transpose(1, 2) @ p)).reshape(P.shape)
-
-
-def svd_factors(W: torch.Tensor, rank: int, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(P, Q) with P_f^T Q_f the best rank-(r/G) approximation of each group's flattened kernel.
-
-    With W_f^T = U S V^T: Q_f = (U_r S_r^{1/2})^T, P_f = S_r^{1/2} V_r^T, as in
-    :mod:`bioplastic.circuit.init` (research/paper.md section 2.3).
-    """
-    per = rank // groups
-    w = W.reshape(groups, W.shape[0] // groups, -1)
-    u, s, vh = torch.linalg.svd(w.transpose(1, 2), full_matrices=False)
-    root = s[:, :per].sqrt()
-    q = (u[:, :, :per] * root[:, None, :]).transpose(1, 2)
-    p = root[:, :, None] * vh[:, :per, :]
-    return (p.reshape(rank, W.shape[0] // groups, 1, 1),
-            q.reshape(rank, *W.shape[1:]))
-
-
-def max_rank(conv: nn.Conv2d) -> int:
-    """Largest ldfa rank of ``conv``: G * min(C_out/G, C_in/G * k_h * k_w)."""
-    g = conv.groups
-    return g * min(conv.out_channels // g, (conv.in_channels // g) * math.prod(conv.kernel_size))
-
-
-# ----------------------------------------------------------------------------------------------
-# The autograd Function
-# ----------------------------------------------------------------------------------------------
-
-class FeedbackConv2dFunction(torch.autograd.Function):
-    """Forward: ``F.conv2d``; backward: the rule's error map and gradients (module docstring).
-
-    ``forward(ctx, x, weight, bias, P, Q, B, layer)``: tensors absent for the rule are ``None``;
-    ``layer`` is the :class:`FeedbackConv2d` (rule, subspace, geometry).
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, P, Q, B, layer):
-        geo = layer.geometry
-        ctx.layer = layer
-        ctx.save_for_backward(x, weight, P, Q, B)
-        ctx.has_bias = bias is not None
-        return F.conv2d(x, weight, bias, geo.stride, geo.padding, geo.dilation, geo.groups)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, g):
-        x, weight, P, Q, B = ctx.saved_tensors
-        layer = ctx.layer
-        layer._backward_calls += 1
-        geo = layer.geometry
-        need_x, need_w, need_b, need_p, need_q, need_fb = ctx.needs_input_grad[:6]
-        # no-ops unless autocast ran the forward in a reduced dtype (g's): the backward maps then
-        # run in it, the subspace rules in the factors' own dtype; the engine casts grads back
-        x, weight_g = x.to(g.dtype), weight.to(g.dtype)
-        P_g, Q_g, B = (None if t is None else t.to(g.dtype) for t in (P, Q, B))
-        ldfa = layer.rule == "ldfa"
-        # the local and oja rules read W's gradient even when W itself is frozen
-        want_w = need_w or need_fb or (ldfa and need_x and (
-            (layer.subspace in ("local", "oja") and need_q) or (layer.subspace == "local" and need_p)))
-        bias_size = [weight.shape[0]] if ctx.has_bias else None
-        _, grad_w, grad_b = _convolution_backward(
-            g, x, weight_g, bias_size, geo.stride, geo.padding, geo.dilation, False, [0, 0],
-            geo.groups, (False, want_w, need_b))
-        grad_x = grad_p = grad_q = grad_fb = None
-        if ldfa and not need_x:  # no error delivered, no learning signal (see FeedbackLinear)
-            grad_p = torch.zeros_like(P) if need_p else None
-            grad_q = torch.zeros_like(Q) if need_q else None
-        elif ldfa:
-            oja = layer.subspace == "oja"
-            z = bottleneck(g, P_g, geo.groups) if need_x or (oja and need_p) else None
-            if need_x:
-                grad_x = error_map(z, Q_g, geo, x.shape)
-            dt = P.dtype
-            if layer.subspace == "normative":
-                grad_p, grad_q = normative_gradients(P, Q, weight, geo.groups)
-            elif layer.subspace == "local":
-                grad_p, grad_q = local_gradients(P, Q, grad_w.to(dt), geo.groups, need_p, need_q)
-            elif oja:
-                grad_p = oja_gradient(P, g.to(dt), z.to(dt), geo.groups) if need_p else None
-                grad_q = (local_gradients(P, Q, grad_w.to(dt), geo.groups, need_p=False)[1]
-                          if need_q else None)
-        else:  # fa, kp
-            if need_x:
-                shape_only = g.new_empty(1).expand(x.shape)
-                grad_x = _convolution_backward(g, shape_only, B, None, geo.stride, geo.padding,
-                                               geo.dilation, False, [0, 0], geo.groups,
-                                               (True, False, False))[0]
-            if need_fb:
-                grad_fb = grad_w.clone()  # two .grad tensors must not share storage
-        return (grad_x, grad_w if need_w else None, grad_b, grad_p if need_p else None,
-                grad_q if need_q else None, grad_fb, None)
-
+from .conv_functional import (
+    ConvGeometry,
+    FeedbackConv2dFunction,
+    bottleneck,
+    conv_input,
+    effective_kernel,
+    error_map,
+    grouped_factors,
+    max_rank,
+    svd_factors,
+    transport_kernel,
+)
+from .linear import FeedbackSpec, factor_draws, layer_rules, unknown_form
 
 # ----------------------------------------------------------------------------------------------
 # The module
@@ -305,26 +103,35 @@ def _explicit_padding(conv: nn.Conv2d) -> tuple[tuple[int, int], tuple[int, int,
     return (0, 0), (tw // 2, tw - tw // 2, th // 2, th - th // 2)
 
 
+def refactorable() -> list[str]:
+    """Subspace rules whose fixed point is the SVD of W (they read it): ``refactor_every`` applies."""
+    return [n for n, s in SUBSPACES.items() if s.reads_forward_weight]
+
+
 class FeedbackConv2d(nn.Conv2d):
     """``nn.Conv2d`` with a feedback pathway in place of W^T (see module docstring).
 
     Build one with :func:`feedback_conv2d` (or ``convert``), which shares a ``nn.Conv2d``'s
-    ``weight`` and ``bias`` Parameters (same names, so state dicts load) and adds ``P``, ``Q`` (ldfa;
-    ``requires_grad=False`` for ``fixed``) or ``B`` (fa: a buffer; kp: a Parameter). Evaluation, and
-    any forward without autograd, is the plain convolution.
+    ``weight`` and ``bias`` Parameters (same names, so state dicts load) and adds what the rule's
+    form stores: ``P``, ``Q`` (low rank; a factor the subspace rule does not learn has
+    ``requires_grad=False``) or ``B`` (dense: a buffer when fixed, a Parameter when plastic).
+    Evaluation, and any forward without autograd, is the plain convolution.
 
     Attributes
     ----------
     rule : str
-        One of :data:`CONV_RULES`.
+        A registered rule of topology ``layer``.
+    learning_rule : bioplastic.rules.Rule
+        Its rule object.
     subspace : str or None
-        One of :data:`CONV_SUBSPACES` (ldfa only).
+        Subspace rule (low-rank rules only).
     rank : int or None
-        Total bottleneck channels r (ldfa only), a multiple of ``groups``.
+        Total bottleneck channels r (low-rank rules only), a multiple of ``groups``.
     refactor_every : int or None
-        ldfa-normative: reset (P, Q) to the truncated SVD of W at the first training forward after
-        every ``refactor_every`` backward passes (the authors do this twice an epoch); several
-        forwards within one step see the same P, Q. Settable after conversion.
+        Low rank with a subspace rule that reads W (normative): reset (P, Q) to the truncated SVD
+        of W at the first training forward after every ``refactor_every`` backward passes (the
+        authors do this twice an epoch); several forwards within one step see the same P, Q.
+        Settable after conversion.
     """
 
     rule: str
@@ -347,10 +154,12 @@ class FeedbackConv2d(nn.Conv2d):
                     device="meta")
         layer.weight, layer.bias = conv.weight, conv.bias
         layer.train(conv.training)
+        layer.learning_rule = spec.learning_rule
         layer.rule = spec.rule
-        layer.subspace = spec.subspace if spec.rule == "ldfa" else None
+        low_rank = layer.learning_rule.form == "low_rank"
+        layer.subspace = spec.subspace if low_rank else None
         layer.rank = None
-        if spec.rule == "ldfa":
+        if low_rank:
             layer.rank = layer._check_rank(spec.rank, clip_rank, where or f"Conv2d {layer.extra_repr()}")
         layer.refactor_every = None
         layer._backward_calls = 0  # training steps seen: refactorisation counts these, not forwards
@@ -387,42 +196,56 @@ class FeedbackConv2d(nn.Conv2d):
 
     @torch.no_grad()
     def _init_feedback(self, generator: torch.Generator | None) -> None:
-        """Draw the feedback: fa/kp B, ldfa P and Q (as FeedbackLinear does; float64 CPU draws).
+        """Draw the feedback the rule's form stores (as FeedbackLinear does; float64 CPU draws).
 
-        Random kernels are N(0, 1/fan-in of the feedback map): C_out/G k_h k_w for B, C_out/G for
-        fixed and oja P get orthonormal rows and Q std 1/sqrt(C_out/G k_h k_w); a 1x1 kernel gives
-        the Linear layer's draws. ``local`` and ``normative`` start from the truncated SVD of W.
+        Dense kernels are N(0, 1/fan-in of the feedback map), C_out/G k_h k_w. Low-rank factors
+        follow the subspace rule's ``init`` names: ``svd`` the truncated SVD of W, ``orthonormal``
+        P orthonormal rows per group, ``expand`` Q with std 1/sqrt(C_out/G k_h k_w) (QP then has
+        fa's singular-value scale at any rank), ``normal`` N(0, 1/pre), ``zeros``; a 1x1 kernel
+        gives the Linear layer's draws.
         """
+        lr = self.learning_rule
         w, g = self.weight.detach(), self.groups
         c_out, taps = self.out_channels // g, math.prod(self.kernel_size)
-        if self.rule in ("fa", "kp"):
+        if lr.form == "dense":
             b = torch.randn(w.shape, generator=generator, dtype=torch.float64)
             b = (b / math.sqrt(c_out * taps)).to(w)
-            if self.rule == "fa":
-                self.register_buffer("B", b)
-            else:
+            if lr.plastic:
                 self.B = nn.Parameter(b)
-        if self.rule != "ldfa":
+            else:
+                self.register_buffer("B", b)
             return
-        r = self.rank
-        if self.subspace in ("normative", "local"):
-            p, q = svd_factors(w.to(torch.float64), r, g)
-        else:
-            # as bioplastic.init does for circuits: orthonormal P rows, Q with fa's gain
-            # (std 1/sqrt(C_out/G k_h k_w)), so QP has fa's singular-value scale at any rank
-            per = r // g
-            p = torch.stack([fn.orthonormal_rows(per, c_out, generator) for _ in range(g)])
-            q = torch.randn((r, w[0].numel()), generator=generator, dtype=torch.float64)
-            q = q / math.sqrt(c_out * taps)
-        learnt = self.subspace != "fixed"
-        self.P = nn.Parameter(p.reshape(r, c_out, 1, 1).to(w), requires_grad=learnt)
-        self.Q = nn.Parameter(q.reshape(r, *w.shape[1:]).to(w), requires_grad=learnt)
+        if lr.form == "transport":
+            return
+        if lr.form != "low_rank":
+            raise unknown_form(lr)
+        r, fan = self.rank, w[0].numel()
+        per = r // g
+        p, q = factor_draws(
+            lr.subspace.init, lambda: svd_factors(w.to(torch.float64), r, g),
+            {"orthonormal": lambda: torch.stack([fn.orthonormal_rows(per, c_out, generator)
+                                                 for _ in range(g)]),
+             "normal": lambda: torch.randn((r, c_out), generator=generator, dtype=torch.float64)
+             / math.sqrt(c_out),
+             "zeros": lambda: torch.zeros((r, c_out), dtype=torch.float64)},
+            {"expand": lambda: torch.randn((r, fan), generator=generator, dtype=torch.float64)
+             / math.sqrt(c_out * taps),
+             "normal": lambda: torch.randn((r, fan), generator=generator, dtype=torch.float64)
+             / math.sqrt(per),
+             "zeros": lambda: torch.zeros((r, fan), dtype=torch.float64)})
+        learns = lr.subspace.learns
+        self.P = nn.Parameter(p.reshape(r, c_out, 1, 1).to(w), requires_grad="P" in learns)
+        self.Q = nn.Parameter(q.reshape(r, *w.shape[1:]).to(w), requires_grad="Q" in learns)
 
     def set_refactor_every(self, n: int | None) -> FeedbackConv2d:
-        """Refactorise (P, Q) by SVD every ``n`` training forwards (ldfa-normative); None: never."""
+        """Refactorise (P, Q) by SVD every ``n`` training forwards; None: never.
+
+        For low-rank feedback whose subspace rule reads W (``normative``: the SVD is its fixed point).
+        """
         if n is not None:
-            if self.rule != "ldfa" or self.subspace != "normative":
-                raise ValueError("refactor_every is an ldfa 'normative' option (the SVD is that rule's "
+            if self.learning_rule.form != "low_rank" or self.subspace not in refactorable():
+                raise ValueError("refactor_every is an option of low-rank feedback with a subspace rule "
+                                 f"that reads W ({', '.join(map(repr, refactorable()))}: the SVD is its "
                                  f"fixed point); this layer has rule {self.rule!r}, subspace "
                                  f"{self.subspace!r}")
             if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
@@ -432,12 +255,15 @@ class FeedbackConv2d(nn.Conv2d):
 
     def feedback_kernel(self) -> torch.Tensor:
         """The kernel (C_out, C_in/G, k_h, k_w) whose ``conv2d_input`` is the delivered error map."""
+        lr = self.learning_rule
         with torch.no_grad():
-            if self.rule == "bp":
-                return self.weight.clone()
-            if self.rule == "ldfa":
+            if lr.form == "transport":
+                return transport_kernel(lr, self.weight.detach(), self.groups).clone()
+            if lr.form == "low_rank":
                 return effective_kernel(self.P, self.Q, self.groups)
-            return self.B.clone()
+            if lr.form == "dense":
+                return self.B.clone()
+            raise unknown_form(lr)
 
     def feedback_matrix(self) -> torch.Tensor:
         """Flattened feedback (C_in/G k_h k_w, C_out), the analogue of a Linear's B (in, out).
@@ -448,9 +274,11 @@ class FeedbackConv2d(nn.Conv2d):
 
     @torch.no_grad()
     def refactorise(self) -> FeedbackConv2d:
-        """Set (P, Q) to the truncated SVD of the current W (ldfa only); returns self."""
-        if self.rule != "ldfa":
-            raise ValueError(f"refactorise needs rule 'ldfa'; this layer has rule {self.rule!r}")
+        """Set (P, Q) to the truncated SVD of the current W (low rank only); returns self."""
+        if self.learning_rule.form != "low_rank":
+            owners = " or ".join(map(repr, layer_rules(lambda c: c.rank != "none")))
+            raise ValueError(f"refactorise needs rule {owners} (low-rank feedback); this layer has "
+                             f"rule {self.rule!r}")
         p, q = svd_factors(self.weight.detach().to(torch.float64), self.rank, self.groups)
         self.P.copy_(p)
         self.Q.copy_(q)
@@ -464,8 +292,8 @@ class FeedbackConv2d(nn.Conv2d):
             x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
         elif self._extra_pad is not None:
             x = F.pad(x, self._extra_pad)
-        geo = self.geometry
-        if self.rule == "bp" or not torch.is_grad_enabled():
+        geo, lr = self.geometry, self.learning_rule
+        if (lr.form == "transport" and lr.exact_gradient) or not torch.is_grad_enabled():
             return F.conv2d(x, self.weight, self.bias, geo.stride, geo.padding, geo.dilation,
                             geo.groups)
         if (self.refactor_every is not None and self.training
@@ -481,7 +309,7 @@ class FeedbackConv2d(nn.Conv2d):
         text = super().extra_repr()
         if hasattr(self, "rule"):
             text += f", rule={self.rule!r}"
-            if self.rule == "ldfa":
+            if self.rank is not None:
                 text += f", rank={self.rank}, subspace={self.subspace!r}"
         return text
 
@@ -496,17 +324,18 @@ def feedback_conv2d(conv: nn.Conv2d, rule: str = "ldfa", rank: int | None = None
     conv : nn.Conv2d
         Any stride, padding (ints, "same", "valid"; any padding_mode), dilation, groups, bias.
     rule : str
-        One of :data:`CONV_RULES` (``dfa`` raises, see module docstring).
+        A registered rule of topology ``layer`` (direct rules such as ``dfa`` raise, see module
+        docstring).
     rank : int, optional
-        ldfa bottleneck channels r: a multiple of ``groups``, at most :func:`max_rank`.
+        Low-rank bottleneck channels r: a multiple of ``groups``, at most :func:`max_rank`.
     subspace : str
-        ldfa subspace rule, one of :data:`CONV_SUBSPACES`.
+        Subspace rule of a low-rank rule (a key of :data:`bioplastic.rules.SUBSPACES`).
     generator : torch.Generator, optional
-        Source of random feedback (fa/kp B, fixed/oja factors); the global one when omitted.
+        Source of random feedback (dense B, drawn factors); the global one when omitted.
     clip_rank : bool
         Use :func:`max_rank` where ``rank`` is larger, instead of raising.
     refactor_every : int, optional
-        ldfa-normative periodic refactorisation (see :class:`FeedbackConv2d`).
+        Periodic SVD refactorisation (see :class:`FeedbackConv2d`).
     """
     return FeedbackConv2d.from_conv(conv, rule, rank, subspace, generator, clip_rank, refactor_every)
 
@@ -518,7 +347,6 @@ def convert_conv2d(module: nn.Conv2d, spec: FeedbackSpec, generator: torch.Gener
                                     spec.clip_rank, where=f"layer {name!r}")
 
 
-__all__ = ["CONV_RULES", "CONV_SUBSPACES", "ConvGeometry", "FeedbackConv2d", "FeedbackConv2dFunction",
-           "bottleneck", "convert_conv2d", "effective_kernel", "error_map", "feedback_conv2d",
-           "grouped_factors", "local_gradients", "max_rank", "normative_gradients", "oja_gradient",
-           "svd_factors"]
+__all__ = ["ConvGeometry", "FeedbackConv2d", "FeedbackConv2dFunction", "bottleneck", "conv_input",
+           "convert_conv2d", "effective_kernel", "error_map", "feedback_conv2d", "grouped_factors",
+           "max_rank", "svd_factors", "transport_kernel"]

@@ -20,8 +20,7 @@ from torch.nn.utils import parametrize
 
 from .attention import FeedbackMultiheadAttention, convert_fused_qkv, convert_multihead_attention
 from .conv import FeedbackConv2d, convert_conv2d
-from .linear import FeedbackLinear, FeedbackSpec
-from .models import FusedQKV
+from .linear import FeedbackLinear, FeedbackSpec, FusedQKV, takes_rank
 
 #: factory(module, spec, generator, name) -> replacement; ``spec`` still needs
 #: ``spec.for_layer(n_in, n_out, f"layer {name!r}")`` to check or clip the rank.
@@ -107,13 +106,15 @@ def convert(model: nn.Module, rule: str = "ldfa", rank: int | Mapping[str, int] 
     model : nn.Module
         Any model; its ``nn.Linear`` layers (exact type) are replaced, keeping their weight and bias.
     rule : str
-        ``bp``, ``fa``, ``kp`` or ``ldfa``. ``dfa`` is refused: it has no per-layer form (use
-        ``circuits.mlp(..., rule="dfa")`` with ``bioplastic.build``).
+        A registered rule of topology ``layer``: ``bp``, ``fa``, ``kp``, ``ldfa`` or one of yours
+        (:func:`bioplastic.rules.register_rule`). Direct rules (``dfa``) are refused: they have no
+        per-layer form (use ``circuits.mlp(..., rule="dfa")`` with ``bioplastic.build``).
     rank : int or dict of str to int, optional
-        ldfa's feedback rank r: one int for every layer, or ``{module name: r}`` covering every
-        converted layer (names as in ``model.named_modules()``).
+        A low-rank rule's feedback rank r: one int for every layer, or ``{module name: r}``
+        covering every converted layer (names as in ``model.named_modules()``).
     subspace : str
-        How P and Q learn: ``fixed``, ``normative``, ``local``, ``oja``.
+        How P and Q learn, a key of :data:`bioplastic.rules.SUBSPACES` (``fixed``, ``normative``,
+        ``local``, ``oja``, ``q_only``, or one you registered).
     exclude : collection of str
         Module names left as they are (plain ``nn.Linear``: exact backprop).
     seed : int
@@ -156,11 +157,11 @@ def convert(model: nn.Module, rule: str = "ldfa", rank: int | Mapping[str, int] 
     if isinstance(rank, Mapping):
         _check_names("rank", rank, targets)
         missing = [n for n in targets if n not in rank]
-        if missing and rule == "ldfa":
+        if missing and takes_rank(rule):
             raise ValueError(f"rank dict gives no rank for {missing}; give every converted layer "
                              "a rank, or exclude it")
     # checks rule, subspace and rank presence once, before anything is copied
-    FeedbackSpec(rule, 1 if isinstance(rank, Mapping) and rule == "ldfa" else rank, subspace,
+    FeedbackSpec(rule, 1 if isinstance(rank, Mapping) and takes_rank(rule) else rank, subspace,
                  clip_rank)
 
     if not inplace:

@@ -55,12 +55,13 @@ class CheckConfig:
 def check_model(rule: str, subspace: str | None, cfg: CheckConfig) -> nn.Module:
     """conv(3->6, stride 2) - ReLU - conv(6->8) - ReLU - mean pool - linear(8->4), converted, float64."""
     from .convert import convert
+    from .linear import takes_rank
 
     torch.manual_seed(cfg.seed)
     model = nn.Sequential(nn.Conv2d(3, 6, 3, stride=2, padding=1), nn.ReLU(),
                           nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                           nn.Flatten(), nn.Linear(8, 4)).double()
-    kw = dict(rank=cfg.rank, subspace=subspace) if rule == "ldfa" else {}
+    kw = dict(rank=cfg.rank, subspace=subspace) if takes_rank(rule) else {}
     return convert(model, rule=rule, seed=cfg.seed, **kw)
 
 

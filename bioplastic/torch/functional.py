@@ -10,29 +10,31 @@ every leading dimension (batch, tokens, ...) is flattened into the N rows,
     \frac{\partial\ell}{\partial x} \leftarrow g B^\top, \qquad
     \nabla_W = g^\top x, \qquad \nabla_b = \textstyle\sum_{\mathrm{rows}} g .
 
-The rules differ in B: :math:`W^\top` (bp), a fixed random B (fa), a plastic B with
-:math:`\nabla_B = (\nabla_W)^\top` (kp), or :math:`B = QP` of rank r (ldfa). LDFA applies it as two thin
-products, :math:`z = g P^\top` (N, r), the bottleneck, then :math:`z Q^\top`, so QP is never formed.
-The factors receive the *gradient* (negative update) of their subspace rule, so any optimiser steps
-them:
+What B is, and how it learns, is the rule's (:mod:`bioplastic.rules`); there is one Function per
+*form* of :class:`bioplastic.rules.Rule`, and the math comes from the rule object:
 
-.. math::
+* ``transport`` (:class:`TransportFeedbackFunction`): nothing stored, B = ``rule.torch_transport(W)``
+  built in the backward pass (bp, whose B = W^T, needs no Function: plain autograd);
+* ``dense`` (:class:`DenseFeedbackFunction`): a stored B; a plastic B receives
+  ``rule.torch_dense_gradient`` (kp: :math:`\nabla_B = (\nabla_W)^\top`);
+* ``low_rank`` (:class:`LowRankFeedbackFunction`): B = QP applied as two thin products,
+  :math:`z = g P^\top` (N, r), the bottleneck, then :math:`z Q^\top`, so QP is never formed; P and
+  Q receive the *gradient* (negative update) of the subspace rule,
+  ``subspace.torch_gradients`` (bioplastic/rules/subspace/*.py, one file per rule), so any
+  optimiser steps them.
 
-    \text{local:}\quad \nabla_P = (x Q)^\top g, \quad \nabla_Q = x^\top (g P^\top);
-
-    \text{normative:}\quad D = W^\top - QP, \quad \nabla_Q = -D P^\top, \quad \nabla_P = -Q^\top D;
-
-    \text{oja:}\quad C = N g^\top g, \quad \nabla_P = -(P C - P C P^\top P), \quad \nabla_Q \text{ as local}.
+Direct feedback (the output error to every hidden layer) has its two forms in
+:class:`BroadcastErrorFunction` (dense) and :class:`BroadcastLowRankFunction` (one bottleneck).
 
 When the loss is a mean over the N rows, :math:`g = \delta / N` with :math:`\delta` the layer error,
-and these are exactly the batch-mean rules of :mod:`bioplastic.rules.ldfa`. Oja's covariance
-:math:`C = \langle\delta\delta^\top\rangle = N g^\top g` relies on that: under a summed loss it is
-N times too large (tests/test_convert.py checks the identities).
+and the rules' torch bodies are exactly their batch-mean float64 specifications with
+:math:`\delta = N g` (tests/test_torch_rules.py holds every one to it).
 
 Under ``torch.autocast`` the backward maps run in the forward's reduced dtype (that of g) and the
 subspace rules in the factors' own dtype; autograd casts every gradient back to its tensor's dtype.
 
-Every function here is stateless; :mod:`.layers` and :mod:`.runner` only hold tensors and call them.
+Every function here is stateless; the layers (:mod:`.linear`, :mod:`.conv`) and the circuit runner
+(:mod:`bioplastic.backends.torch_runner`) only hold tensors and call them.
 The autograd Functions take ``ctx`` in ``forward`` (no ``setup_context``): applying a Function
 with a separate ``setup_context`` binds its arguments through ``inspect`` on every call, which
 cost three times the dispatch of the layer's forward product on small layers. The price of that
@@ -41,15 +43,14 @@ choice: ``torch.func`` transforms (``grad``, ``vmap``) do not apply to these Fun
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
+from ..rules import get_subspace
+from ..rules.subspace import local as _local
+
 Tensor = torch.Tensor
-#: (P, Q, W, x_rows, g_rows, z_rows) -> (grad_P, grad_Q); see the module docstring.
-SubspaceGradients = Callable[..., tuple[Tensor, Tensor]]
 
 
 # ----------------------------------------------------------------------------- backward maps
@@ -79,13 +80,16 @@ def weight_grad(x_rows: Tensor, g_rows: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- subspace rules
-def fixed_grads(P, Q, W, x_rows, g_rows, z_rows=None):
-    """Fixed feedback: no gradient (returns ``(None, None)``)."""
-    return None, None
+# The math of every subspace rule lives in its unit (bioplastic/rules/subspace/*.py:
+# ``torch_gradients``, ``torch_conv_gradients``); these are the names older code imports.
+def weight_grad_is_cheaper(n_rows: int, n_in: int, n_out: int) -> bool:
+    """Whether the local rule from the weight gradient costs fewer FLOPs than the per-row form
+    (see :func:`bioplastic.rules.subspace.local.weight_grad_is_cheaper`)."""
+    return _local.weight_grad_is_cheaper(n_rows, n_in, n_out)
 
 
 def local_grads(P, Q, W, x_rows, g_rows, z_rows=None):
-    """Local rule (module docstring). ``z_rows = g_rows @ P.T`` may be passed to reuse the backward's."""
+    """The local rule on rows, (xQ)^T g and x^T (g P^T); ``z_rows = g_rows @ P.T`` may be passed."""
     z_rows = compress(g_rows, P) if z_rows is None else z_rows
     return (x_rows @ Q).T @ g_rows, x_rows.T @ z_rows
 
@@ -96,81 +100,41 @@ def local_grads_from_weight_grad(P, Q, grad_w):
     return Q.T @ grad_w.T, grad_w.T @ P.T
 
 
-def weight_grad_is_cheaper(n_rows: int, n_in: int, n_out: int) -> bool:
-    """Whether :func:`local_grads_from_weight_grad` costs fewer FLOPs than the per-row form."""
-    return 2 * n_in * n_out < n_rows * (2 * n_in + n_out)
-
-
-def normative_grads(P, Q, W, x_rows, g_rows, z_rows=None):
-    """Gradient of 1/2 ||W^T - QP||_F^2 (module docstring); independent of the data.
-
-    Expanded as grad_Q = Q (P P^T) - (P W)^T and grad_P = (Q^T Q) P - (W Q)^T, which costs the same
-    O(in out r) as forming D but never allocates an (in, out) matrix.
-    """
-    return (Q.T @ Q) @ P - (W @ Q).T, Q @ (P @ P.T) - (P @ W).T
-
-
-def oja_grads(P, Q, W, x_rows, g_rows, z_rows=None, n_samples=None):
-    """Oja's subspace rule for P on the error covariance C, the local rule for Q (module docstring).
-
-    The loss is a mean over ``n_samples`` samples (default: one per row), so each row's error is
-    delta = n_samples * g; C is the mean of delta delta^T over the rows (samples x positions, e.g.
-    tokens): C = n_samples^2 / N g^T g, which is N g^T g for plain (batch, features) inputs. P C is
-    computed as (g P^T)^T g, so the (out, out) covariance is never formed.
-    """
-    z_rows = compress(g_rows, P) if z_rows is None else z_rows
-    n_rows = g_rows.shape[0]
-    n_samples = n_rows if n_samples is None else n_samples
-    pc = (n_samples ** 2 / n_rows) * (z_rows.T @ g_rows)  # (r, out)
-    grad_p = -(pc - (pc @ P.T) @ P)
-    return grad_p, x_rows.T @ z_rows
-
-
-#: Subspace rule name -> gradient function; one line per rule.
-SUBSPACE_GRADS: dict[str, SubspaceGradients] = {
-    "fixed": fixed_grads,
-    "normative": normative_grads,
-    "local": local_grads,
-    "oja": oja_grads,
-}
-
-
-def subspace_grads(subspace: str, P: Tensor, Q: Tensor, W_flat: Tensor, x_rows: Tensor,
+def subspace_grads(subspace, P: Tensor, Q: Tensor, W_flat: Tensor | None, x_rows: Tensor,
                    g_rows: Tensor, z_rows: Tensor | None = None, n_samples: int | None = None
                    ) -> tuple[Tensor | None, Tensor | None]:
-    """Gradients (negative updates) of the LDFA factors under a subspace rule.
+    """Gradients (negative updates) of the factors under a registered subspace rule.
+
+    A thin wrapper of :meth:`bioplastic.rules.SubspaceRule.torch_gradients` for the rule named
+    ``subspace`` (or given as the rule object); raises naming the registered rules.
 
     Parameters
     ----------
-    subspace : str
-        One of :data:`SUBSPACE_GRADS` (``fixed``, ``normative``, ``local``, ``oja``).
     P : Tensor, shape (r, out)
-        Compressing factor (layer error -> bottleneck).
     Q : Tensor, shape (in, r)
-        Expanding factor (bottleneck -> input).
     W_flat : Tensor, shape (out, in)
-        Forward weight, flattened to a matrix (a convolution passes (C_out, C_in k k)); read only by
-        ``normative``.
-    x_rows : Tensor, shape (N, in)
-        Presynaptic rows (a convolution passes its unfolded patches).
-    g_rows : Tensor, shape (N, out)
-        Output gradients dloss/dy of the same rows.
+        Forward weight (read only by rules that declare ``reads_forward_weight``).
+    x_rows, g_rows : Tensor, shapes (N, in), (N, out)
+        Presynaptic rows and the output gradients dloss/dy of the same rows.
     z_rows : Tensor, shape (N, r), optional
         ``g_rows @ P.T`` if already computed.
     n_samples : int, optional
-        Samples the loss averages over, when rows are samples x positions (tokens); read only by
-        ``oja``, whose covariance is a mean over rows of the per-sample error. Default: N.
-
-    Returns
-    -------
-    grad_P : Tensor, shape (r, out), or None for ``fixed``
-    grad_Q : Tensor, shape (in, r), or None for ``fixed``
+        Samples the loss averages over when rows are samples x positions (default N).
     """
-    if subspace not in SUBSPACE_GRADS:
-        raise ValueError(f"unknown subspace {subspace!r}; valid options: {', '.join(SUBSPACE_GRADS)}")
-    if subspace == "oja":
-        return oja_grads(P, Q, W_flat, x_rows, g_rows, z_rows, n_samples)
-    return SUBSPACE_GRADS[subspace](P, Q, W_flat, x_rows, g_rows, z_rows)
+    return get_subspace(subspace).torch_gradients(P, Q, W_flat, x_rows, g_rows, z_rows, n_samples)
+
+
+def check_factor_grads(subspace, need_p: bool, grad_p, need_q: bool, grad_q) -> None:
+    """Raise when a subspace rule gave no gradient for a factor it declares it learns.
+
+    ``learns`` decides which factors require a gradient, so a None here is a rule that contradicts
+    its own declaration; it must not leave ``P.grad`` empty in silence.
+    """
+    for factor, need, grad in (("P", need_p, grad_p), ("Q", need_q, grad_q)):
+        if need and grad is None and factor in subspace.learns:
+            raise RuntimeError(f"subspace rule {subspace.name!r} declares it learns {factor} "
+                               f"(learns={subspace.learns}) but its torch gradients gave None for "
+                               f"{factor}; return a gradient or drop {factor!r} from learns")
 
 
 # ----------------------------------------------------------------------------- initial draws
@@ -198,36 +162,80 @@ def svd_factors(W: Tensor, r: int) -> tuple[Tensor, Tensor]:
 
 
 # ----------------------------------------------------------------------------- autograd Functions
-class DenseFeedbackFunction(torch.autograd.Function):
-    """``F.linear`` forward; backward sends g B^T to x and, for a plastic B (kp), (grad_W)^T to B.
+def _n_samples(x: Tensor) -> int | None:
+    """Samples a loss averages over for an input x: its batch for (batch, tokens, in), else the rows."""
+    return x.shape[0] if x.dim() > 2 else None
 
-    ``apply(x (..., in), weight (out, in), bias (out,) or None, B (in, out))``. B gets a gradient only
-    when it requires one, so the same Function serves fa (B a buffer) and kp (B a Parameter).
+
+class DenseFeedbackFunction(torch.autograd.Function):
+    """``F.linear`` forward; backward sends g B^T to x and, for a plastic B, the rule's gradient to B.
+
+    ``apply(x (..., in), weight (out, in), bias (out,) or None, B (in, out), rule)``. B gets a
+    gradient only when it requires one (:meth:`bioplastic.rules.Rule.torch_dense_gradient`; kp:
+    (grad_W)^T), so the same Function serves fixed B (a buffer) and plastic B (a Parameter).
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, feedback):
-        ctx.save_for_backward(x, feedback)
+    def forward(ctx, x, weight, bias, feedback, rule):
+        ctx.save_for_backward(x, weight, feedback)
+        ctx.rule = rule
         return F.linear(x, weight, bias)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g):
-        x, feedback = ctx.saved_tensors
-        need_x, need_w, need_b, need_fb = ctx.needs_input_grad
+        x, weight, feedback = ctx.saved_tensors
+        need_x, need_w, need_b, need_fb, _ = ctx.needs_input_grad
         # under autocast g has the forward's reduced dtype; the engine casts each grad back
         grad_x = dense_input_grad(g, feedback.to(g.dtype)) if need_x else None
-        grad_w = weight_grad(rows(x).to(g.dtype), rows(g)) if need_w or need_fb else None
-        grad_b = rows(g).sum(0) if need_b else None
-        # a copy, not a view: the two .grad tensors must not share storage
-        grad_fb = grad_w.T.contiguous() if need_fb else None
-        return grad_x, grad_w if need_w else None, grad_b, grad_fb
+        x_rows, g_rows = rows(x).to(g.dtype), rows(g)
+        grad_w = weight_grad(x_rows, g_rows) if need_w or need_fb else None
+        grad_b = g_rows.sum(0) if need_b else None
+        grad_fb = None
+        if need_fb:
+            dt = feedback.dtype
+            grad_fb = ctx.rule.torch_dense_gradient(feedback, weight.to(dt), grad_w, x_rows.to(dt),
+                                                    g_rows.to(dt), _n_samples(x))
+        return grad_x, grad_w if need_w else None, grad_b, grad_fb, None
+
+
+class TransportFeedbackFunction(torch.autograd.Function):
+    """``F.linear`` forward; backward sends g B^T to x with B = ``rule.torch_transport(W)`` (in, out).
+
+    ``apply(x (..., in), weight (out, in), bias or None, rule, source (out', in) or None, cols)``:
+    B is built from ``source`` (default: weight) in the backward pass, from the weights the
+    forward used; ``cols`` (a slice) selects the columns of B that belong to ``weight``'s rows
+    when ``weight`` is a row slice of ``source`` (a fused projection applied in parts).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, rule, source, cols):
+        ctx.save_for_backward(x, weight if source is None else source)
+        ctx.rule, ctx.cols = rule, cols
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        x, source = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_x = None
+        if need_x:
+            feedback = ctx.rule.torch_transport(source)
+            if ctx.cols is not None:
+                feedback = feedback[:, ctx.cols]
+            grad_x = dense_input_grad(g, feedback.to(g.dtype))
+        g_rows = rows(g)
+        grad_w = weight_grad(rows(x).to(g.dtype), g_rows) if need_w else None
+        grad_b = g_rows.sum(0) if need_b else None
+        return grad_x, grad_w, grad_b, None, None, None
 
 
 class LowRankFeedbackFunction(torch.autograd.Function):
     """``F.linear`` forward; backward sends (g P^T) Q^T to x and the subspace rule's gradient to P, Q.
 
-    ``apply(x (..., in), weight (out, in), bias (out,) or None, P (r, out), Q (in, r), subspace)``.
+    ``apply(x (..., in), weight (out, in), bias (out,) or None, P (r, out), Q (in, r), subspace)``
+    with ``subspace`` a :class:`bioplastic.rules.SubspaceRule` (its ``torch_gradients``).
     """
 
     @staticmethod
@@ -256,15 +264,12 @@ class LowRankFeedbackFunction(torch.autograd.Function):
             grad_p = torch.zeros_like(P) if need_p else None
             grad_q = torch.zeros_like(Q) if need_q else None
         elif need_p or need_q:
-            dt = P.dtype
-            if ctx.subspace == "local" and grad_w is not None and weight_grad_is_cheaper(
-                    *x_rows.shape, g_rows.shape[1]):  # many rows (tokens, large batches)
-                grad_p, grad_q = local_grads_from_weight_grad(P, Q, grad_w.to(dt))
-            else:
-                # (batch, tokens, in) inputs: the loss averages over the batch, not over tokens
-                grad_p, grad_q = subspace_grads(ctx.subspace, P, Q, weight.to(dt), x_rows.to(dt),
-                                                g_rows.to(dt), z_rows.to(dt),
-                                                n_samples=x.shape[0] if x.dim() > 2 else None)
+            dt, subspace = P.dtype, ctx.subspace
+            # (batch, tokens, in) inputs: the loss averages over the batch, not over tokens
+            grad_p, grad_q = subspace.torch_gradients(
+                P, Q, weight.to(dt), x_rows.to(dt), g_rows.to(dt), z_rows.to(dt),
+                n_samples=_n_samples(x), grad_w=None if grad_w is None else grad_w.to(dt))
+            check_factor_grads(subspace, need_p, grad_p, need_q, grad_q)
         return (grad_x, grad_w, grad_b, grad_p if need_p else None, grad_q if need_q else None,
                 None)
 
@@ -292,3 +297,44 @@ class BroadcastErrorFunction(torch.autograd.Function):
         hidden = [dense_input_grad(g, B.to(g.dtype)) if need else None
                   for B, need in zip(feedback, need_h)]
         return (g, *([None] * k), *hidden)
+
+
+class BroadcastLowRankFunction(torch.autograd.Function):
+    """Low-rank direct feedback: the output error through one bottleneck of r neurons to every layer.
+
+    ``apply(yhat (N, d), P (r, d), subspace, Q_1 (n_1, r), ..., Q_k (n_k, r), h_1 (N, n_1), ...,
+    h_k (N, n_k))`` returns ``yhat``; in backward, z = g P^T (N, r) and h_l receives z Q_l^T.
+    P and the Q_l learn by ``subspace`` (a :class:`bioplastic.rules.SubspaceRule`) as
+    :meth:`bioplastic.rules.Rule.feedback_gradients` specifies: the hidden layers act as one
+    stacked layer, Q = [Q_1; ...; Q_k], rows [h_1, ..., h_k], so P sees v = sum_l Q_l^T h_l and
+    each Q_l gets its rows of the stacked gradient. As for :class:`BroadcastErrorFunction`, the
+    layers above h_l must read a detached copy of it.
+    """
+
+    @staticmethod
+    def forward(ctx, yhat, P, subspace, *factors_and_hidden):
+        ctx.subspace = subspace
+        ctx.save_for_backward(P, *factors_and_hidden)
+        return yhat.clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        P, *rest = ctx.saved_tensors
+        k = len(rest) // 2
+        factors, hidden = rest[:k], rest[k:]
+        need = ctx.needs_input_grad
+        need_p, need_q, need_h = need[1], need[3:3 + k], need[3 + k:]
+        z = compress(g, P.to(g.dtype))
+        grads_h = [expand(z, Q.to(g.dtype)) if nh else None for Q, nh in zip(factors, need_h)]
+        grad_p, grads_q = None, [None] * k
+        if need_p or any(need_q):
+            dt, subspace = P.dtype, ctx.subspace
+            stacked = torch.cat(factors, dim=0)
+            x_rows = torch.cat([h.to(dt) for h in hidden], dim=1)
+            grad_p, grad_q = subspace.torch_gradients(P, stacked, None, x_rows, g.to(dt), z.to(dt))
+            check_factor_grads(subspace, need_p, grad_p, any(need_q), grad_q)
+            if grad_q is not None:
+                grads_q = list(grad_q.split([Q.shape[0] for Q in factors], dim=0))
+            grads_q = [gq if nq else None for gq, nq in zip(grads_q, need_q)]
+        return (g, grad_p if need_p else None, None, *grads_q, *grads_h)

@@ -1,17 +1,18 @@
 """``FeedbackLinear``: a drop-in ``nn.Linear`` whose backward pass uses a feedback matrix B, not W^T.
 
-The math (backward maps, subspace rules) is in :mod:`.functional`; this module only holds tensors.
-Feedback by rule, stored (in, out) like B = W^T:
+The layer holds tensors; the math is the rule's (:mod:`bioplastic.rules`), applied by the Functions
+of :mod:`.functional`. Any registered rule with topology ``layer`` can be carried; what the layer
+stores follows the rule's *form*, B stored (in, out) like B = W^T:
 
-====  ========================================================================================
-bp    none stored; B = W^T (plain autograd)
-fa    buffer ``B`` (in, out), fixed random
-kp    Parameter ``B`` (in, out), ``B.grad = weight.grad^T`` (decay it, e.g. SGD ``weight_decay``,
-      for B to converge to W^T)
-ldfa  Parameters ``P`` (r, out) and ``Q`` (in, r), B = QP; for ``subspace="fixed"`` they have
-      ``requires_grad=False`` and never receive a gradient (they stay in ``parameters()`` and the
-      ``state_dict`` so every LDFA layer has the same attributes)
-====  ========================================================================================
+=========  ===================================================================================
+transport  nothing stored; B = ``rule.torch_transport(W)`` (bp: W^T, by plain autograd)
+dense      B (in, out): a buffer when fixed (fa), a Parameter when plastic (kp:
+           ``B.grad = weight.grad^T``; decay it, e.g. SGD ``weight_decay``, for B -> W^T)
+low_rank   Parameters ``P`` (r, out) and ``Q`` (in, r), B = QP, moved by the subspace rule; a
+           factor the rule does not learn (``SubspaceRule.learns``) has ``requires_grad=False`` and
+           never receives a gradient (it stays in ``parameters()`` and the ``state_dict`` so every
+           low-rank layer has the same attributes)
+=========  ===================================================================================
 """
 
 from __future__ import annotations
@@ -23,15 +24,25 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..rules import SUBSPACES
+from ..rules import RULES, SUBSPACES, Rule, get_rule
 from . import functional as fn
 
-#: Credit-assignment rules a single layer can carry (dfa needs the whole network: see DFA_HINT).
-LAYER_RULES = ("bp", "fa", "kp", "ldfa")
-#: Why ``dfa`` is refused by per-layer code.
-DFA_HINT = ("rule 'dfa' has no per-layer form: its feedback skips layers and goes from the output "
-            "straight to every hidden layer; use circuits.mlp(sizes, rule='dfa') with "
-            "bioplastic.build(circuit, backend='torch')")
+
+def layer_rules(predicate=lambda cls: True) -> list[str]:
+    """Registered rules a single layer can carry (topology ``layer``) that satisfy ``predicate``."""
+    return [n for n, c in RULES.items() if c.topology == "layer" and predicate(c)]
+
+
+def takes_rank(rule: str) -> bool:
+    """Whether the registered rule ``rule`` accepts a rank (False for unknown names)."""
+    return rule in RULES and RULES[rule].rank != "none"
+
+
+def direct_hint(rule: str) -> str:
+    """Why a rule of topology ``direct`` is refused by per-layer code."""
+    return (f"rule {rule!r} has no per-layer form: its feedback skips layers and goes from the output "
+            "straight to every hidden layer; use circuits.mlp(sizes, rule="
+            f"{rule!r}) with bioplastic.build(circuit, backend='torch')")
 
 
 @dataclass(frozen=True)
@@ -41,11 +52,12 @@ class FeedbackSpec:
     Parameters
     ----------
     rule : str
-        One of :data:`LAYER_RULES`.
+        A registered rule of topology ``layer`` (``bp``, ``fa``, ``kp``, ``ldfa``, or one of yours).
     rank : int, optional
-        Feedback rank r (ldfa only); must lie in 1..min(in, out) unless ``clip_rank``.
+        Feedback rank r (rules that take one: ``ldfa``); must lie in 1..min(in, out) unless
+        ``clip_rank``.
     subspace : str
-        LDFA subspace rule, one of ``fixed``, ``normative``, ``local``, ``oja``.
+        Subspace rule of a low-rank rule, a key of :data:`bioplastic.rules.SUBSPACES`.
     clip_rank : bool
         Use min(r, in, out) instead of raising when r is too large (the authors' behaviour).
     """
@@ -56,24 +68,34 @@ class FeedbackSpec:
     clip_rank: bool = False
 
     def __post_init__(self):
-        if self.rule == "dfa":
-            raise ValueError(DFA_HINT)
-        if self.rule not in LAYER_RULES:
-            raise ValueError(f"unknown rule {self.rule!r}; valid options: {', '.join(LAYER_RULES)} "
-                             "(and 'dfa' through circuits.mlp + bioplastic.build)")
+        if self.rule not in RULES:
+            direct = [n for n, c in RULES.items() if c.topology == "direct"]
+            raise ValueError(f"unknown rule {self.rule!r}; valid options: {', '.join(layer_rules())}"
+                             + (f" (and {', '.join(map(repr, direct))} through circuits.mlp + "
+                                "bioplastic.build)" if direct else ""))
+        cls = RULES[self.rule]
+        if cls.topology == "direct":
+            raise ValueError(direct_hint(self.rule))
         if self.subspace not in SUBSPACES:
             raise ValueError(f"unknown subspace {self.subspace!r}; valid options: {', '.join(SUBSPACES)}")
-        if self.rule == "ldfa" and self.rank is None:
-            raise ValueError("rule 'ldfa' needs rank=r (an int, or a dict {module name: r} in convert)")
-        if self.rule != "ldfa" and self.rank is not None:
-            raise ValueError(f"rank is an ldfa setting; rule {self.rule!r} has no rank")
+        if cls.rank == "required" and self.rank is None:
+            raise ValueError(f"rule {self.rule!r} needs rank=r (an int, or a dict {{module name: r}} "
+                             "in convert)")
+        if cls.rank == "none" and self.rank is not None:
+            owners = " / ".join(layer_rules(lambda c: c.rank != "none"))
+            raise ValueError(f"rank is an {owners} setting; rule {self.rule!r} has no rank")
+
+    @property
+    def learning_rule(self) -> Rule:
+        """The rule object (from the registry; low rank when a rank is given)."""
+        return get_rule(self.rule, self.subspace, low_rank=self.rank is not None)
 
     def for_layer(self, n_in: int, n_out: int, where: str) -> FeedbackSpec:
         """This spec with the rank checked (or clipped) for a layer ``n_in -> n_out``.
 
         Raises ValueError naming ``where`` (e.g. ``"layer 'encoder.fc1'"``) and the valid range.
         """
-        if self.rule != "ldfa":
+        if self.rank is None:
             return self
         r, hi = self.rank, min(n_in, n_out)
         if not isinstance(r, numbers.Integral) or isinstance(r, bool) or r < 1:
@@ -88,6 +110,42 @@ class FeedbackSpec:
         return replace(self, rank=int(r))
 
 
+def unknown_form(rule: Rule) -> ValueError:
+    """The error for a rule whose form no torch layer implements (forms are a closed set)."""
+    return ValueError(f"rule {rule.name!r} has form {rule.form!r}; the torch layers implement the forms "
+                      "transport, dense and low_rank")
+
+
+def factor_draws(init: tuple[str, str], svd, draw_p: dict, draw_q: dict):
+    """(P, Q) from a subspace rule's ``init`` names (as :mod:`bioplastic.circuit.init` names them).
+
+    ``svd()`` returns both factors of the truncated SVD (called once, when either factor asks for
+    it); ``draw_p[name]()`` and ``draw_q[name]()`` draw the other initialisations a layer supports.
+    P is drawn before Q, so a seed gives fixed draws. Raises naming what each factor supports.
+    """
+    p_init, q_init = init
+    both = svd() if "svd" in init else None
+    out = []
+    for which, name, table, i in (("P", p_init, draw_p, 0), ("Q", q_init, draw_q, 1)):
+        if name == "svd":
+            out.append(both[i])
+        elif name in table:
+            out.append(table[name]())
+        else:
+            raise ValueError(f"initialisation {name!r} of factor {which} is not supported by the torch "
+                             f"layers; supported for {which}: {', '.join(['svd', *table])}")
+    return tuple(out)
+
+
+class FusedQKV(nn.Linear):
+    """``nn.Linear`` (dim -> 3 dim) holding attention's query, key and value maps in one weight.
+
+    It computes exactly what ``nn.Linear`` does. It is a type of its own only so that a feedback
+    conversion can tell a fused map from a single one: :func:`bioplastic.torch.convert` gives it
+    three times the rank of a single map (research/paper.md section 2.5: qkv gets 3r).
+    """
+
+
 class FeedbackLinear(nn.Module):
     """Affine layer y = x W^T + b whose input gradient is g B^T (module docstring).
 
@@ -98,16 +156,20 @@ class FeedbackLinear(nn.Module):
     bias : bool
         Learn an additive bias.
     rule : str
-        ``bp``, ``fa``, ``kp`` or ``ldfa``.
+        A registered rule of topology ``layer``: ``bp``, ``fa``, ``kp``, ``ldfa``, ...
     rank : int, optional
-        Feedback rank r of ldfa, in 1..min(in_features, out_features).
+        Feedback rank r of a low-rank rule, in 1..min(in_features, out_features).
     subspace : str
-        How ldfa's P and Q learn: ``fixed``, ``normative``, ``local``, ``oja``
-        (see :mod:`.functional`).
+        How a low-rank rule's P and Q learn (a key of :data:`bioplastic.rules.SUBSPACES`).
     generator : torch.Generator, optional
         Source of the initial weights and feedback (the global generator when omitted).
     device, dtype : optional
         As for ``nn.Linear``; ``device="meta"`` skips initialisation (``torch.nn.utils.skip_init``).
+
+    Attributes
+    ----------
+    learning_rule : bioplastic.rules.Rule
+        The rule object whose math the backward pass applies.
 
     Notes
     -----
@@ -116,7 +178,7 @@ class FeedbackLinear(nn.Module):
     subclass, so ``isinstance(m, nn.Linear)`` code (re-initialisers, converters) leaves it alone.
 
     When the input takes no gradient (a first layer reading data), the feedback delivers its error
-    to no neuron, like a circuit, which has no feedback into its input population: ldfa's P and Q
+    to no neuron, like a circuit, which has no feedback into its input population: low-rank P and Q
     then get zero gradients and none of their backward work is done.
     """
 
@@ -126,19 +188,24 @@ class FeedbackLinear(nn.Module):
         super().__init__()
         where = f"FeedbackLinear({in_features}, {out_features})"
         self.spec = FeedbackSpec(rule, rank, subspace).for_layer(in_features, out_features, where)
+        self.learning_rule = self.spec.learning_rule
         self.in_features, self.out_features = in_features, out_features
         kw = dict(device=device, dtype=dtype)
         self.weight = nn.Parameter(torch.empty(out_features, in_features, **kw))
         self.register_parameter("bias", nn.Parameter(torch.empty(out_features, **kw)) if bias else None)
-        if rule == "fa":
-            self.register_buffer("B", torch.empty(in_features, out_features, **kw))
-        elif rule == "kp":
-            self.B = nn.Parameter(torch.empty(in_features, out_features, **kw))
-        elif rule == "ldfa":
-            learnt = subspace != "fixed"
-            r = self.spec.rank
-            self.P = nn.Parameter(torch.empty(r, out_features, **kw), requires_grad=learnt)
-            self.Q = nn.Parameter(torch.empty(in_features, r, **kw), requires_grad=learnt)
+        lr = self.learning_rule
+        if lr.form == "dense":
+            b = torch.empty(in_features, out_features, **kw)
+            if lr.plastic:
+                self.B = nn.Parameter(b)
+            else:
+                self.register_buffer("B", b)
+        elif lr.form == "low_rank":
+            r, learns = self.spec.rank, lr.subspace.learns
+            self.P = nn.Parameter(torch.empty(r, out_features, **kw), requires_grad="P" in learns)
+            self.Q = nn.Parameter(torch.empty(in_features, r, **kw), requires_grad="Q" in learns)
+        elif lr.form != "transport":
+            raise unknown_form(lr)
         self.reset_parameters(generator)
 
     @classmethod
@@ -159,18 +226,18 @@ class FeedbackLinear(nn.Module):
     # ----------------------------------------------------------------- attributes
     @property
     def rule(self) -> str:
-        """Credit-assignment rule of the layer."""
+        """Name of the layer's credit-assignment rule."""
         return self.spec.rule
 
     @property
     def rank(self) -> int | None:
-        """Feedback rank r (ldfa), else None."""
+        """Feedback rank r (low-rank rules), else None."""
         return self.spec.rank
 
     @property
     def subspace(self) -> str | None:
-        """Subspace rule of ldfa's P and Q, else None."""
-        return self.spec.subspace if self.rule == "ldfa" else None
+        """Name of the subspace rule of a low-rank rule's P and Q, else None."""
+        return self.spec.subspace if self.learning_rule.form == "low_rank" else None
 
     # ----------------------------------------------------------------- initialisation
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
@@ -189,31 +256,41 @@ class FeedbackLinear(nn.Module):
     def reset_feedback(self, generator: torch.Generator | None = None) -> FeedbackLinear:
         """Draw the feedback from the current weight, as :mod:`bioplastic.circuit.init` does for circuits.
 
-        fa, kp: B ~ N(0, 1/out). ldfa ``fixed`` and ``oja``: P random orthonormal rows,
-        Q ~ N(0, 1/out), so QP has fa's scale at any rank; ``local``, ``normative``: the truncated SVD of W^T
-        (:meth:`refactorise`). Random draws are float64 on the CPU, so a seed gives the same
-        feedback on every device and dtype. Returns self.
+        dense: B ~ N(0, 1/out). low_rank: the subspace rule's ``init`` names each factor's draw:
+        ``svd`` the truncated SVD of W^T (:meth:`refactorise`), ``orthonormal`` P random
+        orthonormal rows, ``expand`` Q ~ N(0, 1/out) (so QP has fa's scale at any rank),
+        ``normal`` N(0, 1/pre), ``zeros``. Random draws are float64 on the CPU, so a seed gives the
+        same feedback on every device and dtype. Returns self.
         """
-        rule, n_in, n_out = self.rule, self.in_features, self.out_features
+        lr, n_in, n_out = self.learning_rule, self.in_features, self.out_features
         with torch.no_grad():
-            if rule in ("fa", "kp"):
+            if lr.form == "dense":
                 self.B.copy_(fn.normal((n_in, n_out), generator))
-            elif rule == "ldfa" and self.subspace in ("local", "normative"):
-                self.refactorise()
-            elif rule == "ldfa":
+            elif lr.form == "low_rank":
                 r = self.rank
-                self.P.copy_(fn.orthonormal_rows(r, n_out, generator))
-                self.Q.copy_(fn.normal((n_in, r), generator) * (r / n_out) ** 0.5)
+                p, q = factor_draws(
+                    lr.subspace.init,
+                    lambda: fn.svd_factors(self.weight.detach().to(torch.float64), r),
+                    {"orthonormal": lambda: fn.orthonormal_rows(r, n_out, generator),
+                     "normal": lambda: fn.normal((r, n_out), generator),
+                     "zeros": lambda: torch.zeros(r, n_out, dtype=torch.float64)},
+                    {"expand": lambda: fn.normal((n_in, r), generator) * (r / n_out) ** 0.5,
+                     "normal": lambda: fn.normal((n_in, r), generator),
+                     "zeros": lambda: torch.zeros(n_in, r, dtype=torch.float64)})
+                self.P.copy_(p)
+                self.Q.copy_(q)
         return self
 
     @torch.no_grad()
     def refactorise(self) -> FeedbackLinear:
-        """Reset P, Q to the truncated SVD of W^T (QP = best rank-r approximation); ldfa only.
+        """Reset P, Q to the truncated SVD of W^T (QP = best rank-r approximation); low rank only.
 
         The normative rule's fixed point; the authors re-run it twice per epoch. Returns self.
         """
-        if self.rule != "ldfa":
-            raise ValueError(f"refactorise needs rule 'ldfa'; this layer has rule {self.rule!r}")
+        if self.learning_rule.form != "low_rank":
+            owners = " or ".join(map(repr, layer_rules(lambda c: c.rank != "none")))
+            raise ValueError(f"refactorise needs rule {owners} (low-rank feedback); this layer has "
+                             f"rule {self.rule!r}")
         p, q = fn.svd_factors(self.weight.detach().to(torch.float64), self.rank)
         self.P.copy_(p)
         self.Q.copy_(q)
@@ -222,28 +299,50 @@ class FeedbackLinear(nn.Module):
     # ----------------------------------------------------------------- use
     @torch.no_grad()
     def feedback_matrix(self) -> torch.Tensor:
-        """The B the backward pass uses, shape (in, out): W^T, B, or QP (a fresh tensor)."""
-        if self.rule == "bp":
-            return self.weight.T.clone()
-        if self.rule in ("fa", "kp"):
+        """The B the backward pass uses, shape (in, out): transport(W), B, or QP (a fresh tensor)."""
+        lr = self.learning_rule
+        if lr.form == "transport":
+            return lr.torch_transport(self.weight.detach()).clone()
+        if lr.form == "dense":
             return self.B.clone()
-        return self.Q @ self.P
+        if lr.form == "low_rank":
+            return self.Q @ self.P
+        raise unknown_form(lr)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """y = x W^T + b for x (..., in_features); returns (..., out_features)."""
         if x.shape[-1:] != (self.in_features,):
             raise ValueError(f"{type(self).__name__} expects inputs of shape (..., {self.in_features}); "
                              f"got {tuple(x.shape)}")
-        if self.rule == "bp":
-            return F.linear(x, self.weight, self.bias)
-        if self.rule == "ldfa":
-            return fn.LowRankFeedbackFunction.apply(x, self.weight, self.bias, self.P, self.Q,
-                                                    self.subspace)
-        return fn.DenseFeedbackFunction.apply(x, self.weight, self.bias, self.B)
+        return self.apply_rows(x)
+
+    def apply_rows(self, x: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
+        """``x @ W[rows].T + b[rows]`` (all rows when None), with the matching part of the feedback.
+
+        Its input gradient is ``g B[:, rows]^T``: a slice of the transport of the whole W, of B, or
+        ``Q P[:, rows]``; gradients reach the slices of W, b, P (or B) and all of Q. Attention uses
+        it to apply a fused q/k/v map to three different inputs.
+        """
+        lr = self.learning_rule
+        w, b = self.weight, self.bias
+        if rows is not None:
+            w, b = w[rows], None if b is None else b[rows]
+        if lr.form == "transport":
+            if lr.exact_gradient:
+                return F.linear(x, w, b)
+            source = None if rows is None else self.weight.detach()
+            return fn.TransportFeedbackFunction.apply(x, w, b, lr, source, rows)
+        if lr.form == "dense":
+            B = self.B if rows is None else self.B[:, rows]
+            return fn.DenseFeedbackFunction.apply(x, w, b, B, lr)
+        if lr.form == "low_rank":
+            P = self.P if rows is None else self.P[:, rows]
+            return fn.LowRankFeedbackFunction.apply(x, w, b, P, self.Q, lr.subspace)
+        raise unknown_form(lr)
 
     def extra_repr(self) -> str:
         text = (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}, rule={self.rule!r}")
-        if self.rule == "ldfa":
+        if self.learning_rule.form == "low_rank":
             text += f", rank={self.rank}, subspace={self.subspace!r}"
         return text

@@ -34,6 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# a plain nn.Linear type, defined next to the feedback layers so that they never import this zoo
+from .linear import FusedQKV
+
 #: The paper's VGG-style layer plan: ints are conv3x3 output channels, ``"M"`` a 2x2 max-pool.
 VGG_PLAN: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512)
 
@@ -120,15 +123,6 @@ class VGG(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, in_channels, H, W) -> logits (batch, n_classes)."""
         return self.head(self.features(x).mean(dim=(2, 3)))
-
-
-class FusedQKV(nn.Linear):
-    """``nn.Linear`` (dim -> 3 dim) holding attention's query, key and value maps in one weight.
-
-    It computes exactly what ``nn.Linear`` does. It is a type of its own only so that a feedback
-    conversion can tell a fused map from a single one: :func:`bioplastic.torch.convert` gives it
-    three times the rank of a single map (research/paper.md section 2.5: qkv gets 3r).
-    """
 
 
 class Attention(nn.Module):
