@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from bioplastic import rules
 from bioplastic.bench.costmodel import (
     Machine,
     OpRecord,
@@ -27,8 +28,10 @@ from bioplastic.torch.models import MLP, VGG, ViT
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-RULES = [("bp", None), ("fa", None), ("kp", None), ("ldfa", "fixed"), ("ldfa", "local"),
-         ("ldfa", "oja"), ("ldfa", "normative")]
+#: Every registered per-layer rule, low-rank ones with every registered subspace rule.
+RULES = [(name, None) for name, cls in rules.RULES.items() if cls.topology == "layer" and cls.form != "low_rank"]
+RULES += [(name, sub) for name, cls in rules.RULES.items() if cls.topology == "layer" and cls.form == "low_rank"
+          for sub in rules.SUBSPACES]
 
 
 def _models():
@@ -54,7 +57,7 @@ def test_counted_flops_equal_the_analytic_count(model_name):
     model, x = _models()[model_name]
     y = torch.randint(0, 5, (x.shape[0],))
     for rule, subspace in RULES:
-        options = dict(rank=2, subspace=subspace, clip_rank=True) if rule == "ldfa" else {}
+        options = dict(rank=2, subspace=subspace, clip_rank=True) if subspace else {}
         net = model if rule == "bp" else convert(model, rule=rule, **options)
         shapes = layer_shapes(net, x)
         recompute = sum(2 * s.rows * s.fan_in * s.out for s in shapes if s.kind == "attention")

@@ -56,34 +56,31 @@ def layer_flops(s: LayerShape) -> dict[str, int]:
     * ``normative``: products of W, P, Q only (about 2-3 r out fan_in / G);
     * ``fixed``: nothing beyond z and the input gradient.
 
-    A layer whose input is data (takes no gradient) has no bottleneck and no subspace work.
+    A layer whose input is data (takes no gradient) has no bottleneck and no subspace work. Each
+    subspace rule declares its own count beside its tensor bodies (``feedback_macs`` in
+    :mod:`bioplastic.rules.subspace`); tests/test_costmodel.py holds them to the counted operators.
     """
     fwd = s.rows * s.fan_in * s.out
     if s.kind == "attention":  # q k^T and A v (fan_in = keys S, out = width E); both operands of
         # each need a gradient, so backward costs twice the forward
         return {"forward": 2 * 2 * fwd, "weight_grad": 0, "input_grad": 2 * 4 * fwd, "feedback": 0}
     mac = {"forward": fwd, "weight_grad": fwd, "input_grad": 0, "feedback": 0}
-    if s.rule != "ldfa":
+    from ..rules import get_rule
+
+    rule = get_rule(s.rule, s.subspace)
+    if rule.form != "low_rank":  # W^T, B, g(W): one dense product for the input gradient
         mac["input_grad"] = fwd if s.input_grad else 0
         return {k: 2 * v for k, v in mac.items()}
     if not s.input_grad:  # feedback into data reaches no neuron: no bottleneck, no plasticity
         return {k: 2 * v for k, v in mac.items()}
-    from ..torch.functional import weight_grad_is_cheaper
-
-    r, out_g, conv = s.rank, s.out // s.groups, s.kind == "conv"
-    z = s.rows * r * out_g
-    weight_contraction = r * s.out * s.fan_in // s.groups  # one of P_f dW_f, Q_f dW_f^T
-    mac["input_grad"] = z + s.rows * r * s.fan_in
-    if s.subspace == "local":
-        per_row = 2 * s.rows * r * s.fan_in + s.rows * r * s.out
-        mac["feedback"] = (2 * weight_contraction if conv or weight_grad_is_cheaper(
-            s.rows, s.fan_in, s.out) else per_row)
-    elif s.subspace == "oja":
-        grad_q = weight_contraction if conv else s.rows * r * s.fan_in
-        mac["feedback"] = z + 2 * r * r * out_g + grad_q
-    elif s.subspace == "normative":
-        mac["feedback"] = (3 * weight_contraction if conv else
-                           2 * s.out * s.fan_in * r + 2 * r * r * (s.fan_in + s.out))
+    r, out_g = s.rank, s.out // s.groups
+    mac["input_grad"] = s.rows * r * out_g + s.rows * r * s.fan_in  # z = g P^T, then z Q^T
+    feedback = rule.subspace.feedback_macs(s.rows, s.fan_in, s.out, r, s.groups, s.kind == "conv")
+    if feedback is None:
+        raise ValueError(f"subspace rule {rule.subspace.name!r} declares no analytic FLOP count "
+                         "(SubspaceRule.feedback_macs); the counted cost model "
+                         "(bioplastic.bench.costmodel.count_ops) measures it")
+    mac["feedback"] = feedback
     return {k: 2 * v for k, v in mac.items()}
 
 

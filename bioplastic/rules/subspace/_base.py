@@ -139,6 +139,16 @@ class SubspaceRule:
         return tuple(None if any(t is None for t in ts) else torch.stack(ts).reshape(M.shape)
                      for ts, M in ((grads_p, P), (grads_q, Q)))
 
+    def feedback_macs(self, rows: int, fan_in: int, out: int, rank: int, groups: int, conv: bool
+                      ) -> int | None:
+        """Multiply-adds of this rule's P and Q updates in one torch step of one layer, as the tensor
+        bodies above compute them (``bioplastic bench``'s analytic count; the counted cost model,
+        :mod:`bioplastic.bench.costmodel`, measures every rule). ``rows`` samples x positions,
+        ``fan_in`` (in_features or C_in/G k k), ``out`` (C_out), ``groups``, ``conv`` whether the
+        layer is a convolution. None: no analytic count declared (the bench then reports it so).
+        """
+        return 0 if not self.learns else None
+
     # ----------------------------------------------------------------- naming
     def named(self, p_layer: int | None, q_layer: int | None, gp, gq) -> dict[str, Array]:
         """The gradients keyed as circuit weights (factors that do not learn are left out)."""

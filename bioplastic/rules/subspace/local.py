@@ -32,6 +32,12 @@ class Local(SubspaceRule):
     symmetric = ("reciprocal synapses mirroring Q carry v = Q^T h to the bottleneck",)
     brian2 = {"P": "{err}_pre * v_post", "Q": "z_pre * rate_post", "compartments": ("v",)}
 
+    def feedback_macs(self, rows, fan_in, out, rank, groups, conv):
+        # two contractions with the weight gradient (conv always; Linear when cheaper), else per row
+        if conv or weight_grad_is_cheaper(rows, fan_in, out):
+            return 2 * rank * out * fan_in // groups
+        return 2 * rows * rank * fan_in + rows * rank * out
+
     def gradients(self, P, Q, W, h, delta):
         n = h.shape[0]
         return (h @ Q).T @ delta / n, h.T @ (delta @ P.T) / n

@@ -22,6 +22,12 @@ class Normative(SubspaceRule):
     reads_forward_weight = True
     reads = {"P": "the forward weight W and the product QP", "Q": "the forward weight W and the product QP"}
 
+    def feedback_macs(self, rows, fan_in, out, rank, groups, conv):
+        # products of W, P and Q only: no data enter
+        if conv:
+            return 3 * rank * out * fan_in // groups
+        return 2 * out * fan_in * rank + 2 * rank * rank * (fan_in + out)
+
     def gradients(self, P, Q, W, h, delta):
         mismatch = W.T - Q @ P
         return -Q.T @ mismatch, -mismatch @ P.T

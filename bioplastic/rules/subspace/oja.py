@@ -25,6 +25,12 @@ class Oja(SubspaceRule):
     symmetric = ("reciprocal synapses mirroring P carry the reconstruction P^T z to the error neurons",)
     brian2 = {"P": "-z_post * ({err}_pre - rec_pre)", "Q": "z_pre * rate_post", "compartments": ("rec",)}
 
+    def feedback_macs(self, rows, fan_in, out, rank, groups, conv):
+        # P C from z and g, the r x r products, and Q's contraction (with dW for a convolution)
+        out_g = out // groups
+        grad_q = rank * out * fan_in // groups if conv else rows * rank * fan_in
+        return rows * rank * out_g + 2 * rank * rank * out_g + grad_q
+
     def gradients(self, P, Q, W, h, delta):
         n = delta.shape[0]
         pc = P @ (delta.T @ delta / n)

@@ -26,6 +26,10 @@ class QOnly(SubspaceRule):
     def gradients(self, P, Q, W, h, delta):
         return None, h.T @ (delta @ P.T) / h.shape[0]
 
+    def feedback_macs(self, rows, fan_in, out, rank, groups, conv):
+        # Q's contraction only: with dW for a convolution, x^T z (z from the backward) for a Linear
+        return rank * out * fan_in // groups if conv else rows * rank * fan_in
+
     def torch_gradients(self, P, Q, W, x_rows, g_rows, z_rows=None, n_samples=None, grad_w=None):
         z_rows = g_rows @ P.T if z_rows is None else z_rows
         return None, x_rows.T @ z_rows
