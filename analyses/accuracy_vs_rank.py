@@ -41,6 +41,7 @@ import numpy as np
 from pydantic import NonNegativeInt, PositiveInt
 
 from bioplastic import experiment
+from bioplastic.circuit.keys import key as weight_key
 from bioplastic.experiment.cmdline import parse_command_line
 from bioplastic.experiment.pool import run_tasks
 from bioplastic.experiment.progress import Progress
@@ -176,7 +177,7 @@ def run_one(cfg: Config, label: str, rule: str, subspace: str | None, ranks: lis
                            feedback_lr=cfg.feedback_lr, seed=seed, **kw)
     runner = bioplastic.build(circuit, backend=cfg.backend)
     if readout_only:
-        runner.set_weights({f"Q{l}": np.zeros(circuit.shape(f"Q{l}"))
+        runner.set_weights({weight_key("Q", l): np.zeros(circuit.shape(weight_key("Q", l)))
                             for l in range(2, len(sizes))})
     experiment.seed_everything(seed)
     t0 = time.perf_counter()

@@ -33,6 +33,7 @@ from pydantic import NonNegativeInt, PositiveInt
 import bioplastic
 import circuits
 from bioplastic import experiment, metrics, rules
+from bioplastic.circuit.keys import key as weight_key
 from bioplastic.experiment.cmdline import parse_command_line
 from bioplastic.experiment.progress import Progress
 
@@ -84,7 +85,7 @@ def check(cfg: Config) -> None:
 
 def layer_errors(weights: dict, x: np.ndarray, y: np.ndarray, rule, act: str) -> tuple[list, float]:
     """(delta_l (n, n_l) for l = 1..L, loss) that ``rule`` delivers with ``weights`` on (x, y)."""
-    L = sum(1 for k in weights if k.startswith("W"))
+    L = rules.n_layers(weights)
     fprime = rules.activation(act).fprime
     a, h = rules.forward(weights, x, L, act)
     e = h[-1] - y
@@ -110,21 +111,21 @@ def random_subspace_angle(n: int, r: int, draws: int, seed: int = 0) -> float:
 
 def measure(weights: dict, rule_name: str, rule, act: str, x: np.ndarray, y: np.ndarray) -> dict:
     """Every measurement of one moment of training (module docstring)."""
-    L = sum(1 for k in weights if k.startswith("W"))
+    L = rules.n_layers(weights)
     deltas, loss = layer_errors(weights, x, y, rule, act)
     out = {"loss": loss, "angle": {}, "optimum_angle": {}, "principal_angles": {},
            "participation_ratio": {str(l): metrics.participation_ratio(deltas[l - 1])
                                    for l in range(1, L + 1)}}
     if not rule.exact_gradient and rule.topology == "layer":  # B_l is comparable with W_l^T
         for l, B in metrics.feedback_matrices(weights, rule).items():
-            out["angle"][str(l)] = metrics.alignment_angle(B, weights[f"W{l}"])
+            out["angle"][str(l)] = metrics.alignment_angle(B, weights[weight_key("W", l)])
     if rule_name == "ldfa":
         for l in range(2, L + 1):
             # the smallest angle any rank-r B reaches: the truncated SVD of W^T (Eckart-Young),
             # cos = sqrt(explained variance)
-            ev = metrics.explained_variance(weights[f"W{l}"], weights[f"P{l}"].shape[0])
+            ev = metrics.explained_variance(weights[weight_key("W", l)], weights[weight_key("P", l)].shape[0])
             out["optimum_angle"][str(l)] = float(np.degrees(np.arccos(np.sqrt(min(ev, 1.0)))))
-            P, d = weights[f"P{l}"], deltas[l - 1]
+            P, d = weights[weight_key("P", l)], deltas[l - 1]
             top = top_subspace(d.T @ d / d.shape[0], P.shape[0])
             out["principal_angles"][str(l)] = np.degrees(metrics.principal_angles(P.T, top)).tolist()
     return out

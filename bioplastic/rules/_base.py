@@ -329,7 +329,7 @@ class Rule(abc.ABC):
         """The bottleneck sizes of a circuit built for this rule (empty unless ``low_rank``)."""
         if self.form != "low_rank":
             return []
-        ps = sorted((p for p in circuit.projections.values() if p.name.startswith("P")),
+        ps = sorted((p for p in circuit.projections.values() if kind_of(p.name) == "P"),
                     key=lambda p: p.layer)
         return [circuit.shape(p.name)[0] for p in ps]
 
