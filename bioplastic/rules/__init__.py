@@ -1,6 +1,6 @@
 """HOW errors reach layers: the learning rules, each declared once, and their registry.
 
-* :mod:`._base`: the forward pass, the loss, the forward-weight update, the :class:`Rule` interface;
+* :mod:`._base`: the forward pass, the loss, the forward-weight update; :mod:`.rule`: the :class:`Rule` interface;
 * one module per credit-assignment rule: :mod:`.bp`, :mod:`.fa`, :mod:`.dfa`, :mod:`.kp`, :mod:`.ldfa`;
 * :mod:`.subspace`: one module per subspace rule of low-rank feedback (``fixed``, ``normative``,
   ``local``, ``oja``, ``q_only``);
@@ -19,7 +19,7 @@ import numpy as np
 
 from ..circuit.keys import kind_of
 from ..neurons import ACTIVATIONS, activation
-from ._base import FORMS, TOPOLOGIES, Rule, forward, forward_gradients, loss, n_layers
+from ._base import FORMS, TOPOLOGIES, forward, forward_gradients, loss, n_layers
 from .bp import Backprop
 from .dfa import DirectFeedback
 from .fa import FeedbackAlignment
@@ -36,6 +36,7 @@ from .registry import (
     synapse_rule,
     unregister,
 )
+from .rule import Rule
 from .subspace import BUILTIN as _BUILTIN_SUBSPACES
 from .subspace import SubspaceRule
 

@@ -10,7 +10,7 @@ every forward synapse, which is why :meth:`bioplastic.Circuit.constraints` flags
 
 from __future__ import annotations
 
-from ._base import Rule
+from .rule import Rule
 
 
 class Backprop(Rule):

@@ -22,7 +22,7 @@ with random orthonormal rows and each Q_l with fa's gain.
 
 from __future__ import annotations
 
-from ._base import Rule
+from .rule import Rule
 
 
 class DirectFeedback(Rule):

@@ -10,7 +10,7 @@ FA: arXiv 2502.20580, section "Introduction").
 
 from __future__ import annotations
 
-from ._base import Rule
+from .rule import Rule
 
 
 class FeedbackAlignment(Rule):

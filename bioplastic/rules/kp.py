@@ -15,7 +15,7 @@ Akrout et al. 2019). Arxiv 2502.20580 uses the same argument for LDFA's Q.
 
 from __future__ import annotations
 
-from ._base import Rule
+from .rule import Rule
 
 
 class KolenPollack(Rule):

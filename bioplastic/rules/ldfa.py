@@ -15,7 +15,7 @@ caller adds decay (:math:`-\eta_b \lambda M`) for learnt factors.
 
 from __future__ import annotations
 
-from ._base import Rule
+from .rule import Rule
 from .subspace.local import Local
 from .subspace.normative import Normative
 from .subspace.oja import Oja

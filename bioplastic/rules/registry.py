@@ -14,7 +14,8 @@ known everywhere at once:
 
 from __future__ import annotations
 
-from ._base import FORMS, TOPOLOGIES, Rule
+from ._base import FORMS, TOPOLOGIES
+from .rule import Rule
 from .subspace._base import SubspaceRule
 
 #: Rule name -> rule class.
