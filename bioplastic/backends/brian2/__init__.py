@@ -54,7 +54,7 @@ adds a product of what it can see to its eligibility ``elig``; at the end of a b
 with eta the circuit's ``lr`` (forward weights, biases) or ``feedback_lr`` (plastic feedback) and
 lambda its ``decay`` (not on biases). What each synapse reads is declared by the unit that owns
 its plasticity label (:func:`bioplastic.rules.synapse_rule`), never listed here
-(:func:`_network.eligibility_code`); the built-in units declare:
+(:func:`_plasticity.eligibility_code`); the built-in units declare:
 
 =====================  ===================================================================
 synapse                reads (declared by)
@@ -70,7 +70,7 @@ P (q_only, fixed)      nothing: the factor does not learn
 =====================  ===================================================================
 
 A subspace rule may need a quantity that is not a plain rate; it declares the compartment in
-``brian2["compartments"]`` (:data:`_network.COMPARTMENTS`): ``v``, the forward projection
+``brian2["compartments"]`` (:data:`_plasticity.COMPARTMENTS`): ``v``, the forward projection
 v = sum_l Q_l^T h_l at the bottleneck (one layer below for ldfa, every hidden layer for low-rank
 dfa), and ``rec``, the reconstruction P^T z at the error neurons P reads. Each is fed by reciprocal
 synapses (``Qt{l}``, ``Pt{l}``) that read the weights of Q and P: a symmetric reciprocal wiring of
@@ -112,17 +112,8 @@ Example
 from __future__ import annotations
 
 from .._base import UnsupportedCircuitError
-from ._runner import (
-    DEVICES,
-    RECORD_SETS,
-    TARGETS,
-    Brian2Runner,
-    Options,
-    build,
-    chain_depth,
-    default_steps,
-    make_schedule,
-)
+from ._options import DEVICES, RECORD_SETS, TARGETS, Options, chain_depth, default_steps, make_schedule
+from ._runner import Brian2Runner, build
 from ._support import SUPPORTED_NEURONS, capabilities, check_supported, unsupported
 
 __all__ = ["DEVICES", "RECORD_SETS", "SUPPORTED_NEURONS", "TARGETS", "Brian2Runner", "Options",

@@ -1,4 +1,4 @@
-"""The runner of backend ``brian2``: schedules, devices, and the runner contract.
+"""The runner of backend ``brian2``: devices and the runner contract (options and schedules: :mod:`._options`).
 
 Weights enter and leave Brian2 only at the edge of a call (``set_weights``/``get_weights``, and the
 start and end of ``train_step``/``train_epoch``/``predict``); every change inside a call is made by
@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,268 +18,27 @@ import numpy as np
 from ...circuit.init import initial_weights
 from .._base import AbstractRunner, check_batch
 from . import _network
+from ._options import (
+    DEVICES,
+    RECORD_SETS,
+    SETTLE_STEPS_MARGIN,
+    SETTLE_STEPS_PER_STAGE,
+    TARGETS,
+    Options,
+    Schedule,
+    chain_depth,
+    default_steps,
+    make_schedule,
+    parse_record,
+    resolve_options,
+    schedule_arrays,
+)
 from ._support import check_supported
 
-#: Simulation devices: Brian2's runtime mode (code objects called from Python) or C++ standalone
-#: (one compiled program per schedule shape, re-run with new weights and data).
-DEVICES = ("runtime", "cpp_standalone")
-#: Code-generation targets of the runtime device.
-TARGETS = ("numpy", "cython")
-#: Shorthands accepted by ``record=``: which populations and variables each one monitors.
-RECORD_SETS = {
-    "rates": "the rate of the input, hidden, output and target populations",
-    "errors": "the error of hidden populations (delta) and of the error population (eps)",
-    "bottleneck": "the rate z of every bottleneck (ldfa, low-rank dfa)",
-    "compartments": "the somatic (a) and apical (u) compartments of hidden populations",
-    "weights": "every stored weight matrix, once per presentation",
-}
-#: Settle time of the default, in steps of dt per leaky stage of the circuit's longest chain, plus
-#: a margin: measured so that one train_step of every supported rule matches the reference within
-#: 1e-3 relative error (tests/test_brian2.py::test_settle_sweep_shrinks_error).
-SETTLE_STEPS_PER_STAGE, SETTLE_STEPS_MARGIN = 4, 20
-
-
-def chain_depth(circuit) -> int:
-    """Number of leaky compartments in the longest chain from the data to any compartment.
-
-    Each compartment lags its input by about tau, so the settle time needed grows with this depth.
-    The chain is read off the assembled wiring: a soma integrates its forward and error inputs (and,
-    for a bottleneck, the feedback it compresses), a hidden neuron's apical compartment its feedback,
-    an extra compartment (``v``, ``rec``) its reciprocal read-outs; a hidden neuron sends
-    delta = f'(a) u (as deep as its deeper compartment), the output the error of its paired error
-    neuron, a bottleneck z. Input and target are clamped (depth 0). For example fa through L layers:
-    input -> hidden somata -> output -> error -> apical compartments, layer by layer, down; low-rank
-    direct feedback: ... -> error -> the one bottleneck -> every hidden layer's apical compartment.
-    """
-    g = circuit.graph
-    inputs: dict[tuple[str, str], list[tuple[str, str]]] = {}
-
-    def sends(pop: str) -> list[tuple[str, str]]:
-        """The compartments behind the signal ``pop`` sends along feedback projections."""
-        role = g.nodes[pop]["role"]
-        if role == "hidden":
-            return [(pop, "soma"), (pop, "apical")]
-        if role == "output":  # its error is the rate of its paired error neuron
-            partners = [post for _, post, r in g.out_edges(pop, data="role") if r == "error"]
-            return [(p, "soma") for p in partners] or [(pop, "soma")]
-        _network.feedback_signal(role)  # raises for a role that sends nothing
-        return [(pop, "soma")]
-
-    for name in g.nodes:
-        inputs.setdefault((name, "soma"), [])
-    for proj in circuit.projections.values():
-        post_role = g.nodes[proj.post]["role"]
-        if proj.role == "feedback":
-            target = (proj.post, "apical" if post_role == "hidden" else "soma")
-            inputs.setdefault(target, []).extend(sends(proj.pre))
-        else:
-            inputs[(proj.post, "soma")].append((proj.pre, "soma"))
-    for rec in _network.reciprocal_readouts(circuit):
-        inputs.setdefault((rec.post, rec.compartment), []).append((rec.pre, "soma"))
-
-    depth: dict[tuple[str, str], int] = {}
-    visiting: set = set()
-
-    def of(comp) -> int:
-        if comp in depth:
-            return depth[comp]
-        if comp in visiting:
-            raise ValueError(f"backend 'brian2': the compartments of {comp[0]!r} feed back on themselves; "
-                             "the settle time of a cyclic circuit has no depth")
-        visiting.add(comp)
-        sources = inputs.get(comp, [])
-        depth[comp] = 1 + max(of(c) for c in sources) if sources else 0
-        visiting.discard(comp)
-        return depth[comp]
-
-    return max(of(comp) for comp in inputs)
-
-
-def default_steps(circuit) -> int:
-    """Steps of dt per presentation used when ``settle`` is not given (see the constants above)."""
-    return SETTLE_STEPS_PER_STAGE * chain_depth(circuit) + SETTLE_STEPS_MARGIN
-
-
-@dataclass(frozen=True)
-class Options:
-    """How a circuit is simulated (all times in seconds).
-
-    Parameters
-    ----------
-    device : str
-        ``runtime`` or ``cpp_standalone``.
-    target : str
-        Code generation of the runtime device: ``numpy`` (no compiler, slow per step) or ``cython``
-        (compiles each new code object once, 30-70 s for a new model on a fresh machine, cached in
-        ``build_dir/brian2_cache``). Ignored by ``cpp_standalone``.
-    tau : float, s
-        Time constant of every compartment (> 0).
-    dt : float, s
-        Integration step; default tau/2. Exact (exponential) integration, so any dt is stable.
-    settle : float, s
-        Duration of one presentation; a multiple of dt. Default :func:`default_steps` steps.
-    copies : int or None
-        Samples simulated side by side; None: as many as the batch (one presentation per batch).
-    record : tuple of str
-        Monitors: shorthands of :data:`RECORD_SETS` or ``"population.variable"`` /
-        ``"W1.w"`` (a stored matrix).
-    record_copies : tuple of int
-        Which parallel copies the population monitors record.
-    record_dt : float, s
-        Sampling interval of population monitors; default dt.
-    build_dir : str or None
-        Where the Cython cache and standalone projects go; default ``build/`` beside the package
-        (git-ignored).
-    """
-
-    device: str = "runtime"
-    target: str = "numpy"
-    tau: float = 0.01
-    dt: float | None = None
-    settle: float | None = None
-    copies: int | None = None
-    record: tuple = ()
-    record_copies: tuple = (0,)
-    record_dt: float | None = None
-    build_dir: str | None = None
-
-
-def _positive(name: str, value, allow_none: bool = True) -> None:
-    if value is None and allow_none:
-        return
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or not value > 0 or not math.isfinite(value):
-        raise ValueError(f"{name} must be a positive number of seconds; got {value!r}")
-
-
-def resolve_options(circuit, options: Options) -> tuple[float, int]:
-    """Check ``options`` against the circuit; return (dt in s, steps per presentation)."""
-    if options.device not in DEVICES:
-        raise ValueError(f"unknown device {options.device!r} for backend 'brian2'; valid options: "
-                         f"{', '.join(DEVICES)}")
-    if options.target not in TARGETS:
-        raise ValueError(f"unknown target {options.target!r} for backend 'brian2'; valid options: "
-                         f"{', '.join(TARGETS)}")
-    for name in ("tau", "dt", "settle", "record_dt"):
-        _positive(name, getattr(options, name), allow_none=name != "tau")
-    if options.copies is not None and (isinstance(options.copies, bool) or not isinstance(options.copies, int)
-                                       or options.copies < 1):
-        raise ValueError(f"copies must be a positive int or None; got {options.copies!r}")
-    dt = options.tau / 2 if options.dt is None else float(options.dt)
-    if options.settle is None:
-        steps = default_steps(circuit)
-    else:
-        steps = round(options.settle / dt)
-        if steps < 1 or abs(steps * dt - options.settle) > 1e-9 * options.settle:
-            raise ValueError(f"settle ({options.settle} s) must be a positive multiple of dt ({dt} s)")
-    return dt, steps
-
-
-def parse_record(circuit, record: Sequence[str], copies_recorded: Sequence[int]) -> dict:
-    """Monitor label -> (population or weight key, variables) for the ``record`` option."""
-    if isinstance(record, str):
-        record = (record,)
-    g = circuit.graph
-    keys = circuit.weight_keys()
-    out: dict[str, tuple[str, tuple[str, ...]]] = {}
-    for item in record:
-        if item == "rates":
-            # the error and bottleneck rates are what "errors" and "bottleneck" record
-            out.update({f"{n}.rate": (n, ("rate",)) for n, r in g.nodes(data="role")
-                        if r not in ("error", "feedback")})
-        elif item == "errors":
-            for n, role in g.nodes(data="role"):
-                if role == "hidden":
-                    out[f"{n}.delta"] = (n, ("delta",))
-                elif role == "error":  # also the output's error (its partner neuron's rate)
-                    out[f"{n}.eps"] = (n, ("eps",))
-        elif item == "bottleneck":
-            out.update({f"{n}.z": (n, ("z",)) for n, r in g.nodes(data="role") if r == "feedback"})
-        elif item == "compartments":
-            out.update({f"{n}.a": (n, ("a",)) for n, r in g.nodes(data="role") if r == "hidden"})
-            out.update({f"{n}.u": (n, ("u",)) for n, r in g.nodes(data="role") if r == "hidden"})
-        elif item == "weights":
-            out.update({f"{k}.w": (k, ("w",)) for k in keys})
-        elif isinstance(item, str) and item.count(".") == 1:
-            target, var = item.split(".")
-            if target not in g.nodes and target not in keys:
-                raise ValueError(f"record {item!r}: no population or weight {target!r}; populations: "
-                                 f"{', '.join(g.nodes)}; weights: {', '.join(keys)}")
-            out[item] = (target, (var,))
-        else:
-            raise ValueError(f"unknown record item {item!r}; valid options: {', '.join(RECORD_SETS)}, "
-                             "or 'population.variable' / 'W1.w'")
-    if not copies_recorded or any(isinstance(c, bool) or not isinstance(c, int) or c < 0
-                                  for c in copies_recorded):
-        raise ValueError(f"record_copies must hold copy indices >= 0; got {copies_recorded!r}")
-    return out
-
-
-# ------------------------------------------------------------------------------------- schedules
-@dataclass(frozen=True)
-class Schedule:
-    """Which sample each copy sees in each presentation, and where batches end.
-
-    Attributes
-    ----------
-    slots : ndarray of int, shape (presentations, copies)
-        Sample index, or -1 for an idle copy (its error is gated off).
-    consolidate : ndarray, shape (presentations,)
-        1/batch for the presentation that closes a batch, else 0.
-    learn : bool
-        Whether plasticity reads the presentations (False for ``predict``).
-    """
-
-    slots: np.ndarray
-    consolidate: np.ndarray
-    learn: bool
-
-
-def make_schedule(n_samples: int, copies: int, batch_size: int, learn: bool) -> Schedule:
-    """Lay ``n_samples`` consecutive samples out in batches of ``batch_size`` over ``copies`` copies.
-
-    Each batch takes ceil(batch/copies) presentations; a batch never shares a presentation with the
-    next one, so its consolidation sees exactly its own samples.
-    """
-    slots, consolidate = [], []
-    for start in range(0, n_samples, batch_size):
-        batch = np.arange(start, min(start + batch_size, n_samples))
-        n_pres = math.ceil(len(batch) / copies)
-        padded = np.full(n_pres * copies, -1)
-        padded[:len(batch)] = batch
-        slots.append(padded.reshape(n_pres, copies))
-        consolidate += [0.0] * (n_pres - 1) + [1.0 / len(batch)]
-    return Schedule(np.concatenate(slots), np.array(consolidate), learn)
-
-
-def schedule_arrays(schedule: Schedule, x: np.ndarray, y: np.ndarray | None, d: int) -> dict:
-    """Values of the ``TimedArray`` schedules (:data:`_network.SCHEDULES`) for one run.
-
-    Row k is what the presentation tick k sets or reads: the inputs of presentation k, and the
-    learning/consolidation flags of presentation k-1 (which ends at tick k). The run has
-    ``presentations + 1`` ticks; the last loads an idle presentation.
-    """
-    n_pres, copies = schedule.slots.shape
-    valid = schedule.slots >= 0
-    idx = np.where(valid, schedule.slots, 0)
-
-    def rows(data, width):
-        out = np.zeros((n_pres + 1, copies * width))
-        if data is not None:
-            out[:n_pres] = (data[idx] * valid[..., None]).reshape(n_pres, copies * width)
-        return out
-
-    gate = np.zeros((n_pres + 1, copies * d))
-    gate[:n_pres] = np.repeat(valid, d, axis=1)
-    learn = np.zeros(n_pres + 1)
-    consolidate = np.zeros(n_pres + 1)
-    if schedule.learn:
-        learn[1:] = 1.0
-        consolidate[1:] = schedule.consolidate
-    else:
-        gate[:] = 0.0
-    return {"x_sched": rows(x, x.shape[1]), "y_sched": rows(y, d), "gate_sched": gate,
-            "learn_sched": learn, "consolidate_sched": consolidate}
+# the options and schedule names, importable from here as before the split into _options
+__all__ = ["DEVICES", "RECORD_SETS", "SETTLE_STEPS_MARGIN", "SETTLE_STEPS_PER_STAGE", "TARGETS",
+           "Brian2Runner", "Options", "Schedule", "build", "chain_depth", "default_steps",
+           "make_schedule", "parse_record", "resolve_options", "schedule_arrays"]
 
 
 # --------------------------------------------------------------------------------------- brian2
