@@ -1,37 +1,26 @@
 """Independent runs (conditions x seeds) in worker processes, or in this process: :func:`run_tasks`.
 
 With one job the tasks run here, one after the other, with numpy's BLAS (and torch's CPU pool, if
-asked) limited to one thread. With more, a ``spawn``-context process pool runs them, each worker
-single-threaded: the workers already fill the cores, and the matrices of small networks are too
-narrow for threads to pay off. ``spawn``, not ``fork``: forking a process that holds BLAS or torch
-threads can deadlock. Either way the results come back in task order, so they do not depend on
-the number of jobs.
+asked) limited to one thread. With more, the code base's one process pool
+(:func:`bioplastic.experiment.executors.process_pool`: ``spawn`` context, single-threaded workers)
+runs them. Either way the results come back in task order, so they do not depend on the number of
+jobs. For other executors (Dask, submitit), see :mod:`bioplastic.experiment.executors`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .executors import THREAD_VARIABLES, process_pool
 from .io import single_threaded
-
-#: Environment variables that set the thread count of the BLAS and OpenMP libraries a worker loads.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 _SHARED: tuple = ()
 
 
 def _init_worker(shared: tuple) -> None:
-    """Runs first in every worker: one thread everywhere, and the arguments shared by every task."""
+    """Runs in every worker (after it is made single-threaded): the arguments shared by every task."""
     global _SHARED
-    for name in THREAD_VARIABLES:  # read by torch and OpenMP when they load, later in the worker
-        os.environ[name] = "1"
-    with contextlib.suppress(ImportError):  # a BLAS numpy already loaded
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=1)
     _SHARED = shared
 
 
@@ -91,12 +80,9 @@ def run_tasks(fn: Callable, tasks: Sequence[tuple], jobs: int = 1, *, shared: tu
                 done(index, fn(*shared, *task, **extra))
         return results
 
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=context, initializer=_init_worker,
-                             initargs=(tuple(shared),)) as pool:
+    with process_pool(min(jobs, len(tasks)), initializer=_init_worker, initargs=(tuple(shared),)) as pool:
         futures = [pool.submit(_call, fn, index, tuple(task)) for index, task in enumerate(tasks)]
         try:
             for future in as_completed(futures):
