@@ -7,7 +7,9 @@ Subcommands live in :data:`COMMANDS`; add one with :func:`register_command`, as 
 * ``analysis NAME [--key=value ...]``: run ``analyses/NAME.py``'s ``main(argv)``;
 * ``info``: versions, backends, data folder;
 * ``bench [--key=value ...]``: training-step time of ldfa against bp
-  (:mod:`bioplastic.bench.step_time`).
+  (:mod:`bioplastic.bench.step_time`);
+* ``summarize DIR [--metric M] [--by KEY] [--lines KEY] [--plot PATH] [--csv PATH]``: a study
+  folder's table across seeds (:mod:`bioplastic.experiment.summarize`).
 
 ``demo``, ``analysis`` and ``bench`` read their settings one way
 (:func:`bioplastic.experiment.cmdline.parse_command_line`): ``--key=value`` or ``--key value`` for a
@@ -267,6 +269,32 @@ register_command(
     description="Training-step time of LDFA against backprop on the paper's models, with the "
                 "analytic FLOP count next to the measured ratio (bioplastic/bench/step_time.py; "
                 "settings: bioplastic bench --help).")
+
+
+# --------------------------------------------------------------------------------------------------
+# summarize (bioplastic/experiment/summarize.py owns its arguments and its run)
+# --------------------------------------------------------------------------------------------------
+
+def _configure_summarize(p: argparse.ArgumentParser) -> None:
+    from .experiment.summarize import configure
+
+    configure(p)
+
+
+def _run_summarize(args: argparse.Namespace) -> int:
+    from .experiment.summarize import command
+
+    return command(args)
+
+
+register_command(
+    "summarize", "tabulate a study folder: mean +- sd per condition across seeds, CSV, a plot",
+    _configure_summarize, _run_summarize,
+    description="Read a study's output folder and print, per condition (every setting but the seed), "
+                "the final-epoch and the best-epoch value of a metric (mean +- sd across seeds; the "
+                "best epoch labelled with the metric it was selected on), the seeds and the diverged "
+                "runs; --csv writes the table, --plot draws the metric against a swept key (--by), "
+                "one line per value of another (--lines).")
 
 
 # --------------------------------------------------------------------------------------------------
