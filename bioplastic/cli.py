@@ -8,6 +8,8 @@ Subcommands live in :data:`COMMANDS`; add one with :func:`register_command`, as 
 * ``info``: versions, backends, data folder;
 * ``bench [--key=value ...]``: training-step time of ldfa against bp
   (:mod:`bioplastic.bench.step_time`);
+* ``run STUDY.toml [--out DIR] [--resume] [--executor KIND] [--jobs N] [-q]``: every run of a study
+  file (:mod:`bioplastic.experiment.study`, :mod:`bioplastic.experiment.launch`);
 * ``summarize DIR [--metric M] [--by KEY] [--lines KEY] [--plot PATH] [--csv PATH]``: a study
   folder's table across seeds (:mod:`bioplastic.experiment.summarize`).
 
@@ -269,6 +271,31 @@ register_command(
     description="Training-step time of LDFA against backprop on the paper's models, with the "
                 "analytic FLOP count next to the measured ratio (bioplastic/bench/step_time.py; "
                 "settings: bioplastic bench --help).")
+
+
+# --------------------------------------------------------------------------------------------------
+# run (bioplastic/experiment/launch.py owns its arguments and its run)
+# --------------------------------------------------------------------------------------------------
+
+def _configure_run(p: argparse.ArgumentParser) -> None:
+    from .experiment.launch import configure
+
+    configure(p)
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    from .experiment.launch import command
+
+    return command(args)
+
+
+register_command(
+    "run", "run a study file: every grid point x seed, resumable (--resume)",
+    _configure_run, _run_study,
+    description="Check a study file (TOML: task, circuit or model, feedback, backend, optimizer, "
+                "schedule, training, record, seeds and a [grid] of values to sweep; --schema prints its "
+                "JSON Schema), then train every run on an executor, one folder per run (config, metrics "
+                "per epoch, status, checkpoint, log) under --out. --resume continues a killed study.")
 
 
 # --------------------------------------------------------------------------------------------------

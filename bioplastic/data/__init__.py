@@ -29,6 +29,7 @@ from .files import (
     IDX_DTYPES,
     NORMALIZATIONS,
     SOURCES,
+    check_files,
     data_root,
     load,
     load_cifar10,
@@ -39,7 +40,7 @@ from .files import (
 from .tasks import TeacherStudent, load_digits, teacher_student, whitened
 
 __all__ = ["Augment", "DATASETS", "DATA_ENV", "DEFAULT_ROOT", "Dataset", "IDX_DTYPES", "LUMA",
-           "NORMALIZATIONS", "SOURCES", "TeacherStudent", "channel_stats",
+           "NORMALIZATIONS", "SOURCES", "TeacherStudent", "channel_stats", "check_files",
            "data_root", "grayscale", "load", "load_cifar10", "load_cifar100", "load_digits",
            "load_mnist", "one_hot", "random_crop", "random_flip", "random_rotation", "read_idx",
            "rotate", "stratified_split", "teacher_student", "whitened"]

@@ -221,6 +221,27 @@ def load_cifar100(root: str | os.PathLike | None = None, classes=None, grayscale
                    normalize=normalize, info={"root": str(folder)})
 
 
+def check_files(name: str, root: str | os.PathLike | None = None) -> list[Path]:
+    """The files data set ``name`` would read from ``root``, without reading them (the loaders'
+    lookup, for checking a configuration before anything runs); raises FileNotFoundError naming the
+    missing file and the folders searched. The bundled digits need none.
+    """
+    base = data_root(root)
+    if name == "digits":
+        return []
+    if name == "mnist":
+        folders = [base / "mnist", base / "MNIST" / "raw", base]
+        return [_find("mnist", f"{split}-{kind}-idx{n}-ubyte", folders, gz=True)
+                for split in ("train", "t10k") for kind, n in (("images", 3), ("labels", 1))]
+    if name == "cifar10":
+        folder = base / "cifar-10-batches-py"
+        return [_find("cifar10", f, [folder]) for f in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]]
+    if name == "cifar100":
+        folder = base / "cifar-100-python"
+        return [_find("cifar100", f, [folder]) for f in ("train", "test")]
+    raise ValueError(f"unknown data set {name!r}; valid options: {', '.join(DATASETS)}")
+
+
 #: Data set name -> loader (the bundled digits too); every registration in one list.
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "digits": load_digits,
@@ -237,5 +258,5 @@ def load(name: str, **options) -> Dataset:
     return DATASETS[name](**options)
 
 
-__all__ = ["DATASETS", "DATA_ENV", "DEFAULT_ROOT", "IDX_DTYPES", "NORMALIZATIONS", "SOURCES", "data_root",
+__all__ = ["DATASETS", "DATA_ENV", "DEFAULT_ROOT", "IDX_DTYPES", "NORMALIZATIONS", "SOURCES", "check_files", "data_root",
            "load", "load_cifar10", "load_cifar100", "load_mnist", "read_idx"]

@@ -99,23 +99,93 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as JSON atomically: a temporary file in the same folder, then ``os.replace``."""
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (where the OS allows opening a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, flushed and (with
+    ``fsync``) synced to disk, then :func:`os.replace`. A process killed at any moment leaves either
+    the old file or the new one, never a mix; a failure removes the temporary file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n"
     # a unique name in the same folder (os.replace is atomic only within one file system); opened
     # normally rather than with mkstemp, whose 0600 mode would make results unreadable to others
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with open(tmp, "x") as fh:
-            fh.write(text)
+        with open(tmp, "xb") as fh:
+            fh.write(data)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    if fsync:
+        _fsync_folder(path.parent)
     return path
+
+
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """``obj`` as strict JSON (no NaN: non-finite floats become null), via :func:`to_jsonable`."""
+    return json.dumps(to_jsonable(obj), indent=indent, allow_nan=False)
+
+
+def write_json(path: str | os.PathLike, obj: Any, fsync: bool = False) -> Path:
+    """Write ``obj`` as JSON atomically (:func:`write_bytes`; ``fsync`` also syncs it to disk)."""
+    return write_bytes(path, (json_text(obj) + "\n").encode(), fsync=fsync)
+
+
+def append_jsonl(path: str | os.PathLike, obj: Any, fsync: bool = True) -> None:
+    """Append ``obj`` as one line of JSON to ``path``: one ``write`` of the whole line to a file opened
+    for appending, then (``fsync``) synced to disk before returning. :func:`read_jsonl` ignores a last
+    line left incomplete by a crash of the machine mid-write.
+    """
+    line = (json_text(obj, indent=None) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        written = os.write(fd, line)
+        while written < len(line):  # a short write (a signal, a full disk): finish the line
+            written += os.write(fd, line[written:])
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_jsonl(path: str | os.PathLike) -> list:
+    """The objects of a JSON-lines file, in order; an empty list if it is missing.
+
+    A last line without its newline (a write cut short) is left out; an unreadable line elsewhere
+    raises ValueError naming the file and the line.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return []
+    complete = data.split(b"\n")[:-1]  # after the final newline: nothing, or a partial line
+    out = []
+    for number, line in enumerate(complete, 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}, line {number}: not JSON ({err.msg})") from None
+    return out
 
 
 def results_dir(name: str, root: str | os.PathLike = "results") -> Path:

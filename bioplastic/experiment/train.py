@@ -71,7 +71,9 @@ def evaluate(runner, x: np.ndarray, y: np.ndarray, labels: np.ndarray, batch_siz
 
 def train(runner, dataset: Dataset, epochs: int, batch_size: int, seed: int = 0,
           on_epoch: Callable[[int, dict], None] | None = None,
-          augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None) -> History:
+          augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None, *,
+          rng: np.random.Generator | None = None, history: History | None = None,
+          before_epoch: Callable[[int], None] | None = None) -> History:
     """Train ``runner`` on ``dataset`` by mini-batch steps, evaluating after every epoch.
 
     Parameters
@@ -90,6 +92,15 @@ def train(runner, dataset: Dataset, epochs: int, batch_size: int, seed: int = 0,
         epoch's ``train_loss``, ``test_loss``, ``test_accuracy``, ``time``.
     augment : callable, optional
         See :meth:`Dataset.batches`.
+    rng : numpy Generator, optional
+        The shuffling generator itself, instead of one seeded by ``seed`` (to continue a run: the
+        caller can save its state after each epoch, in ``on_epoch``).
+    history : History, optional
+        The epochs already done (a run resumed from a checkpoint taken after epoch
+        ``history.epochs``): training continues with the next epoch, without evaluating epoch 0 again,
+        and the History returned holds them all.
+    before_epoch : callable, optional
+        ``before_epoch(epoch)`` before the steps of each epoch (from 1), e.g. to set a learning rate.
 
     Returns
     -------
@@ -102,8 +113,14 @@ def train(runner, dataset: Dataset, epochs: int, batch_size: int, seed: int = 0,
     """
     if not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"epochs must be an int >= 0; got {epochs!r}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed) if rng is None else rng
     cols: dict[str, list] = {"train_loss": [], "test_loss": [], "test_accuracy": [], "time": []}
+    start = 0
+    if history is not None and history.test_accuracy:
+        cols = {k: list(v) for k, v in history.to_dict().items()}
+        start = history.epochs
+        if start > epochs:
+            raise ValueError(f"the history holds {start} epochs, more than epochs={epochs}")
 
     def record(epoch: int, train_loss: float, elapsed: float) -> None:
         test_loss, acc = evaluate(runner, dataset.x_test, dataset.y_test, dataset.labels_test)
@@ -113,11 +130,14 @@ def train(runner, dataset: Dataset, epochs: int, batch_size: int, seed: int = 0,
         if on_epoch is not None:
             on_epoch(epoch, rec)
 
-    record(0, evaluate(runner, dataset.x_train, dataset.y_train, dataset.labels_train)[0], 0.0)
-    elapsed = 0.0
+    if history is None or not history.test_accuracy:
+        record(0, evaluate(runner, dataset.x_train, dataset.y_train, dataset.labels_train)[0], 0.0)
+    elapsed = cols["time"][-1]
     # overflow is detected below from the loss and reported with its context, not as numpy warnings
     with np.errstate(over="ignore", invalid="ignore"):
-        for epoch in range(1, epochs + 1):
+        for epoch in range(start + 1, epochs + 1):
+            if before_epoch is not None:
+                before_epoch(epoch)
             losses = []
             t0 = time.perf_counter()
             for step, (xb, yb) in enumerate(dataset.batches(batch_size, rng, augment=augment)):

@@ -1,0 +1,564 @@
+"""One run of a study: :func:`execute` trains one resolved config and keeps its folder readable.
+
+A run is a pure function of its resolved config (:class:`~bioplastic.experiment.study.RunConfig`,
+as a plain dict): the same config gives the same numbers wherever it executes (in this process, a
+pool worker, a Dask worker, a Slurm job), because everything it draws is seeded from the config
+and it computes single-threaded (unless ``backend.threads`` says otherwise).
+
+Its folder, ``OUT/runs/<run_id>/``:
+
+* ``config.json``: the resolved config, seed, package versions, git commit, host, start time;
+  written atomically before training;
+* ``metrics.jsonl``: one JSON object per epoch (``epoch``, ``train_loss``, ``test_loss``,
+  ``test_accuracy``, ``time``, and the measures of ``[record]``), appended, flushed and synced to
+  disk as each epoch ends; epoch 0 is before training;
+* ``status.json``: ``{"state": "running" | "finished" | "diverged" | "failed", "epoch": k, "error":
+  text or null}``, replaced atomically;
+* ``checkpoint.pt``: a pickle (read it with :func:`load_checkpoint`; torch tensors inside for torch
+  runs, plain numpy for the others, so a numpy run never imports torch) of the weights and feedback
+  factors, the optimizer state, every generator's state (the data order's, numpy's, python's,
+  torch's) and the metrics so far, written atomically every ``training.checkpoint_every`` epochs and
+  after the last;
+* ``log.txt``: what happened, with timestamps, and the traceback of a failure.
+
+Resuming (``resume=True``) skips a finished or diverged run, and continues an interrupted one from its
+checkpoint: metrics.jsonl is cut back to the checkpoint's epoch and training goes on with the next
+epoch, with every state restored, so that the numbers are bit-identical (on CPU) to those of a run
+that was never interrupted. A diverging run (a NaN or infinite loss) is marked ``diverged`` with the
+epoch it happened in; a failing one ``failed``, keeping what it wrote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import functools
+import importlib
+import json
+import math
+import os
+import pickle
+import platform
+import random
+import sys
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .io import (
+    append_jsonl,
+    git_sha,
+    json_text,
+    read_jsonl,
+    seed_everything,
+    to_jsonable,
+    versions,
+    write_bytes,
+    write_json,
+)
+from .study import (
+    RunConfig,
+    builder_arguments,
+    canonical,
+    circuit_sizes,
+    import_object,
+    model_arguments,
+)
+from .train import Diverged, History, evaluate, train
+
+#: The states of status.json.
+STATES = ("running", "finished", "diverged", "failed")
+#: States a resumed study does not run again.
+DONE = ("finished", "diverged")
+#: Version of the checkpoint's layout.
+CHECKPOINT_FORMAT = 1
+#: The files of a run's folder.
+CONFIG, METRICS, STATUS, CHECKPOINT, LOG = "config.json", "metrics.jsonl", "status.json", "checkpoint.pt", "log.txt"
+
+
+def run_folder(out_dir: str | os.PathLike, run_id: str) -> Path:
+    """``OUT/runs/<run_id>``."""
+    return Path(out_dir) / "runs" / run_id
+
+
+def read_status(folder: str | os.PathLike) -> dict | None:
+    """A run folder's status.json, or None when there is none yet."""
+    try:
+        return json.loads((Path(folder) / STATUS).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def read_metrics(folder: str | os.PathLike) -> list[dict]:
+    """A run folder's metrics, one dict per epoch (a last line cut short by a crash left out)."""
+    return read_jsonl(Path(folder) / METRICS)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """A checkpoint written by :func:`execute` (a pickle: load only files you trust)."""
+    with open(path, "rb") as fh:
+        state = pickle.load(fh)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a bioplastic checkpoint of format {CHECKPOINT_FORMAT}")
+    return state
+
+
+def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
+    """Write a checkpoint atomically (temporary file in the same folder, fsync, ``os.replace``)."""
+    return write_bytes(path, pickle.dumps(dict(state, format=CHECKPOINT_FORMAT), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def lr_factor(schedule, epoch: int, epochs: int) -> float:
+    """The factor on the learning rates in ``epoch`` (1..epochs) under a ``[schedule]``."""
+    if schedule.name == "step":
+        factor = schedule.gamma ** ((epoch - 1) // schedule.step_size)
+    elif schedule.name == "cosine":
+        factor = schedule.min_factor + (1.0 - schedule.min_factor) * 0.5 * (
+            1.0 + math.cos(math.pi * (epoch - 1) / max(epochs, 1)))
+    else:
+        factor = 1.0
+    if schedule.warmup and epoch <= schedule.warmup:
+        factor *= epoch / (schedule.warmup + 1)
+    return factor
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+
+_DATA: dict[str, Any] = {}
+
+
+def load_task(task) -> Any:
+    """The :class:`~bioplastic.data.Dataset` of a ``[task]``; kept per process (runs of a worker
+    share it)."""
+    key = json.dumps(task.model_dump(mode="json"), sort_keys=True)
+    if key in _DATA:
+        return _DATA[key]
+    from .. import data
+
+    if task.name == "digits":
+        ds = data.load_digits(task.test_fraction, task.split_seed, flatten=task.flatten)
+    elif task.name == "teacher_student":
+        from .study import _n_train
+
+        ts = data.teacher_student(task.n_in, task.d, task.samples, rank=task.rank, noise=task.noise,
+                                  whiten=task.whiten, seed=task.seed)
+        # T = A B / sqrt(k) gives outputs of variance n_in; scaled, the targets have unit variance,
+        # the scale of one-hot targets, so that one learning rate serves both kinds of task
+        x, y = ts.x, ts.y / np.sqrt(task.n_in) if task.scale else ts.y
+        n = _n_train(task.samples, task.test_fraction)
+        labels = y.argmax(axis=1)  # a Dataset has labels; the argmax agreement is the "accuracy"
+        ds = data.Dataset(x[:n], y[:n], labels[:n], x[n:], y[n:], labels[n:], name="teacher_student",
+                          classes=tuple(str(i) for i in range(task.d)),
+                          info={"n_in": task.n_in, "d": task.d, "rank": task.rank, "seed": task.seed})
+    else:
+        options = dict(root=task.root, classes=task.classes, flatten=task.flatten, normalize=task.normalize)
+        if task.name != "mnist":
+            options["grayscale"] = task.grayscale
+        ds = data.load(task.name, **options)
+    _DATA[key] = ds
+    return ds
+
+
+# --------------------------------------------------------------------------------------------------
+# What trains: a circuit on a backend, or a converted torch model
+# --------------------------------------------------------------------------------------------------
+
+class ModelRunner:
+    """A converted torch model behind the runner contract (``train_step``, ``predict``): loss
+    1/2 ||yhat - y||^2 averaged over the batch, as for circuits, stepped by a torch optimizer."""
+
+    def __init__(self, model, optimizer, device, dtype):
+        self.model, self.optimizer, self.device, self.dtype = model, optimizer, device, dtype
+
+    def _tensor(self, x):
+        import torch
+
+        return torch.as_tensor(np.asarray(x), dtype=self.dtype, device=self.device)
+
+    def train_step(self, x, y) -> float:
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = 0.5 * ((self.model(self._tensor(x)) - self._tensor(y)) ** 2).sum(1).mean()
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def predict(self, x) -> np.ndarray:
+        import torch
+
+        self.model.eval()
+        with torch.no_grad():
+            return np.array(self.model(self._tensor(x)).cpu().numpy(), dtype=np.float64)
+
+
+class Job:
+    """One run's trainable state: the runner, how to scale its learning rates, save and restore it,
+    and its measures."""
+
+    def __init__(self, config: RunConfig, dataset):
+        self.config, self.dataset = config, dataset
+        self.model = self.circuit = None
+        if config.circuit is not None:
+            self._build_circuit()
+        else:
+            self._build_model()
+        self.uses_torch = config.model is not None or config.backend.name == "torch"
+        self._zero_loss = 0.5 * float(np.mean(np.sum(np.asarray(dataset.y_test, float) ** 2, axis=1)))
+        self._factor = 1.0
+
+    # ----------------------------------------------------------------- building
+    def _build_circuit(self) -> None:
+        import bioplastic
+
+        c = self.config
+        builder = import_object(c.circuit.builder)
+        self.circuit = builder(circuit_sizes(c), **builder_arguments(c))
+        options = dict(c.backend.options)
+        options.update({k: v for k in ("dtype", "device") if (v := getattr(c.backend, k)) is not None})
+        self.runner = bioplastic.build(self.circuit, backend=c.backend.name, **options)
+        if c.circuit.zero:
+            from ..circuit.keys import kind_of
+
+            keys = [k for k in self.circuit.weight_keys() if k in c.circuit.zero or kind_of(k) in c.circuit.zero]
+            self.runner.set_weights({k: np.zeros(self.circuit.weight_shape(k)) for k in keys})
+        optimizer = getattr(self.runner, "optimizer", None)
+        self._torch_optimizer = optimizer
+        if optimizer is not None:
+            self._base = [g["lr"] for g in optimizer.param_groups]
+        else:
+            params = self.runner.circuit.graph.graph
+            self._base = {k: params[k] for k in ("lr", "feedback_lr") if k in params}
+
+    def _build_model(self) -> None:
+        import torch
+
+        from ..backends.torch_runner import resolve_device, resolve_dtype
+        from ..torch import convert
+        from ..torch.models import MODELS
+
+        c = self.config
+        device, dtype = resolve_device(c.backend.device), resolve_dtype(c.backend.dtype or "float32")
+        torch.manual_seed(c.seed)  # the model's initial weights
+        cls = MODELS[c.model.name]
+        model = cls(**model_arguments(c, cls))
+        fb = c.feedback
+        model = convert(model, rule=fb.rule, rank=fb.rank, subspace=fb.subspace, seed=c.seed,
+                        clip_rank=fb.clip_rank, exclude=c.model.exclude, inplace=True)
+        model = model.to(device=device, dtype=dtype)
+        opt = c.optimizer
+        forward, biases, feedback = [], [], []
+        for name, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            if name.rsplit(".", 1)[-1] in ("P", "Q", "B"):
+                feedback.append(p)
+            elif p.ndim > 1:
+                forward.append(p)
+            else:
+                biases.append(p)
+        fb_lr = opt.lr if opt.feedback_lr is None else opt.feedback_lr
+        groups = [dict(params=forward, lr=opt.lr, weight_decay=opt.decay),
+                  dict(params=biases, lr=opt.lr, weight_decay=0.0),
+                  dict(params=feedback, lr=fb_lr, weight_decay=opt.decay)]
+        groups = [g for g in groups if g["params"]]
+        if opt.name == "adam":
+            optimizer = torch.optim.Adam(groups, betas=tuple(opt.betas))
+        else:
+            optimizer = torch.optim.SGD(groups, momentum=opt.momentum)
+        self.model, self._torch_optimizer = model, optimizer
+        self._base = [g["lr"] for g in optimizer.param_groups]
+        self.runner = ModelRunner(model, optimizer, device, dtype)
+
+    # ----------------------------------------------------------------- learning rate
+    def set_lr_factor(self, factor: float) -> None:
+        """Scale every learning rate by ``factor`` (of the rates the run started with)."""
+        if factor == self._factor:
+            return
+        self._factor = factor
+        if self._torch_optimizer is not None:
+            for group, base in zip(self._torch_optimizer.param_groups, self._base, strict=True):
+                group["lr"] = base * factor
+        else:
+            params = self.runner.circuit.graph.graph
+            for key, base in self._base.items():
+                params[key] = base * factor
+
+    # ----------------------------------------------------------------- state
+    def state(self) -> dict:
+        """Weights (or the model's state dict) and optimizer state, as copies."""
+        import copy
+
+        out: dict[str, Any] = {"lr_factor": self._factor}
+        if self.model is not None:
+            out["model"] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            out["weights"] = self.runner.get_weights()
+        if self._torch_optimizer is not None:
+            out["optimizer"] = copy.deepcopy(self._torch_optimizer.state_dict())
+        return out
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        if self.model is not None:
+            self.model.load_state_dict(state["model"])
+        else:
+            self.runner.set_weights(state["weights"])
+        if self._torch_optimizer is not None and state.get("optimizer") is not None:
+            self._torch_optimizer.load_state_dict(state["optimizer"])
+        self.set_lr_factor(state.get("lr_factor", 1.0))
+
+    # ----------------------------------------------------------------- measures
+    def measures(self, record: Mapping[str, float]) -> dict[str, float]:
+        """The ``[record]`` measures of the current weights."""
+        rec, out = self.config.record, {}
+        if rec.relative_error:
+            out["relative_error"] = record["test_loss"] / self._zero_loss if self._zero_loss else None
+        if rec.train_accuracy:
+            ds = self.dataset
+            out["train_loss_full"], out["train_accuracy"] = evaluate(self.runner, ds.x_train, ds.y_train,
+                                                                     ds.labels_train)
+        if rec.alignment or rec.weight_norms:
+            out.update(self._model_measures() if self.model is not None else self._circuit_measures())
+        return out
+
+    def _circuit_measures(self) -> dict[str, float]:
+        from ..metrics import alignment_angle, feedback_matrices
+
+        rec, out = self.config.record, {}
+        weights = self.runner.get_weights()
+        L = self.circuit.n_layers
+        if rec.alignment:
+            direct = self.circuit.learning_rule.topology == "direct"
+            for l, B in sorted(feedback_matrices(weights, self.circuit).items()):
+                if direct:  # B_l (n_l, d) against the transpose of W_L ... W_{l+1}
+                    M = weights[f"W{L}"]
+                    for k in range(L - 1, l, -1):
+                        M = M @ weights[f"W{k}"]
+                    out[f"alignment_{l}"] = alignment_angle(B, M)
+                else:
+                    out[f"alignment_{l}"] = alignment_angle(B, weights[f"W{l}"])
+        if rec.weight_norms:
+            for l in range(1, L + 1):
+                out[f"norm_W{l}"] = float(np.linalg.norm(weights[f"W{l}"]))
+        return out
+
+    def _model_measures(self) -> dict[str, float]:
+        from ..metrics import alignment_angle
+
+        rec, out = self.config.record, {}
+        for name, module in self.model.named_modules():
+            weight = getattr(module, "weight", None)
+            if weight is None or weight.ndim != 2:
+                continue
+            W = weight.detach().double().cpu().numpy()
+            if rec.weight_norms:
+                out[f"norm_{name}"] = float(np.linalg.norm(W))
+            if rec.alignment:
+                P, Q, B = (getattr(module, k, None) for k in ("P", "Q", "B"))
+                if P is not None and Q is not None:
+                    B = Q.detach().double() @ P.detach().double()
+                if B is not None and tuple(B.shape) == W.T.shape:
+                    out[f"alignment_{name}"] = alignment_angle(B.detach().double().cpu().numpy(), W)
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Generators
+# --------------------------------------------------------------------------------------------------
+
+def rng_states(data_rng: np.random.Generator) -> dict[str, Any]:
+    """The state of every generator a run draws from: the data order's, numpy's, python's, torch's."""
+    out: dict[str, Any] = {"data": data_rng.bit_generator.state, "numpy": np.random.get_state(),
+                           "python": random.getstate()}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        out["torch"] = torch.get_rng_state()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def set_rng_states(data_rng: np.random.Generator, states: Mapping[str, Any]) -> None:
+    """Restore what :func:`rng_states` saved."""
+    data_rng.bit_generator.state = states["data"]
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if "torch" in states:
+        import torch
+
+        torch.set_rng_state(states["torch"])
+        if "cuda" in states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+
+
+# --------------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------------
+
+class RunLog:
+    """log.txt of a run: timestamped lines, appended and flushed."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __call__(self, text: str) -> None:
+        stamp = _dt.datetime.now().isoformat(timespec="seconds")
+        with open(self.path, "a") as fh:
+            fh.write("".join(f"{stamp}  {line}\n" for line in text.splitlines() or [""]))
+
+
+@contextlib.contextmanager
+def threads(n: int, torch: bool):
+    """BLAS (and torch, if ``torch``) limited to ``n`` threads inside the block."""
+    with contextlib.ExitStack() as stack:
+        with contextlib.suppress(ImportError):
+            from threadpoolctl import threadpool_limits
+
+            stack.enter_context(threadpool_limits(limits=n, user_api="blas"))
+        if torch:
+            import torch as _torch
+
+            before = _torch.get_num_threads()
+            _torch.set_num_threads(n)
+            stack.callback(_torch.set_num_threads, before)
+        yield
+
+
+@functools.lru_cache(maxsize=1)
+def _provenance() -> dict[str, Any]:
+    return {"versions": versions(), "git_sha": git_sha(), "host": platform.node(),
+            "platform": platform.platform()}
+
+
+def _write_status(folder: Path, state: str, epoch: int, error: str | None = None) -> None:
+    write_json(folder / STATUS, {"state": state, "epoch": epoch, "error": error}, fsync=True)
+
+
+def _result(run_id: str, folder: Path, status: Mapping[str, Any] | None = None) -> dict:
+    status = status or read_status(folder) or {"state": "failed", "epoch": 0, "error": "no status.json"}
+    metrics = read_metrics(folder)
+    return {"run_id": run_id, "state": status["state"], "epoch": status["epoch"],
+            "metrics": metrics[-1] if metrics else None, "error": status.get("error")}
+
+
+def _same_settings(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return canonical(a) == canonical(b)
+
+
+def execute(run: Mapping[str, Any], out_dir: str | os.PathLike, resume: bool = True) -> dict:
+    """Train one resolved run and write its folder ``out_dir/runs/<run_id>`` (module docstring).
+
+    Parameters
+    ----------
+    run : mapping
+        A resolved run (:func:`bioplastic.experiment.study.resolve`): every setting, ``seed``,
+        ``run_id``; plain JSON values.
+    out_dir : path
+        The study's output folder.
+    resume : bool
+        Skip the run if it finished or diverged; continue it from its checkpoint if it was
+        interrupted (or failed). False: start over, whatever the folder holds.
+
+    Returns
+    -------
+    dict
+        ``run_id``, ``state`` (finished, diverged or failed), ``epoch`` (the last completed one; where
+        it diverged), ``metrics`` (the last metrics line) and ``error`` (None, or what went wrong).
+    """
+    config = RunConfig.model_validate(dict(run))
+    run = config.model_dump(mode="json")
+    folder = run_folder(out_dir, config.run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    status = read_status(folder) if resume else None
+    if status is not None and status["state"] in DONE:
+        return _result(config.run_id, folder, status)
+    log = RunLog(folder / LOG)
+    saved = folder / CONFIG
+    if resume and saved.exists():
+        previous = json.loads(saved.read_text()).get("config", {})
+        if not _same_settings(previous, run):
+            raise ValueError(f"{folder} holds a run with other settings than {config.run_id!r} has now; "
+                             "use another output folder, or delete that run to start it again")
+    else:
+        for name in (METRICS, CHECKPOINT, STATUS, LOG):
+            with contextlib.suppress(FileNotFoundError):
+                (folder / name).unlink()
+        write_json(saved, {"run_id": config.run_id, "seed": config.seed, "config": run, **_provenance(),
+                           "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}, fsync=True)
+    uses_torch = config.model is not None or config.backend.name == "torch"
+    try:
+        with threads(config.backend.threads, torch=uses_torch):
+            return _train(config, folder, resume, log)
+    except Exception as err:  # the run failed: say so in its folder, keep what it wrote
+        log(f"failed:\n{traceback.format_exc()}")
+        last = read_metrics(folder)
+        _write_status(folder, "failed", last[-1]["epoch"] if last else 0, f"{type(err).__name__}: {err}")
+        return _result(config.run_id, folder)
+
+
+def _train(config: RunConfig, folder: Path, resume: bool, log: RunLog) -> dict:
+    for path in reversed(config.import_path):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    for module in config.imports:
+        importlib.import_module(module)
+    dataset = load_task(config.task)
+    job = Job(config, dataset)
+    seed_everything(config.seed)  # after building, which imports torch when the run needs it
+    data_rng = np.random.default_rng(config.seed)
+    epochs, every = config.training.epochs, config.training.checkpoint_every
+    checkpoint, metrics = folder / CHECKPOINT, folder / METRICS
+
+    lines: list[dict] = []
+    history = None
+    if resume and checkpoint.exists():
+        state = load_checkpoint(checkpoint)
+        job.load_state(state["state"])
+        set_rng_states(data_rng, state["rng"])
+        lines = list(state["metrics"])
+        # back to the checkpoint's epoch: the epochs after it are trained again, to the same numbers
+        write_bytes(metrics, "".join(json_text(line, indent=None) + "\n" for line in lines).encode())
+        history = History(**{k: tuple(line[k] for line in lines)
+                             for k in ("train_loss", "test_loss", "test_accuracy", "time")})
+        log(f"resumed from the checkpoint of epoch {state['epoch']}")
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            metrics.unlink()
+        log(f"started: {config.run_id} ({'circuit ' + config.circuit.builder if config.circuit else 'model ' + config.model.name}"
+            f", rule {config.feedback.rule}, backend {config.backend.name}, {epochs} epochs)")
+    start = history.epochs if history is not None else 0
+    _write_status(folder, "running", start)
+
+    def before_epoch(epoch: int) -> None:
+        job.set_lr_factor(lr_factor(config.schedule, epoch, epochs))
+
+    def on_epoch(epoch: int, record: dict) -> None:
+        line = {"epoch": epoch, **record, **job.measures(record)}
+        append_jsonl(metrics, line)
+        lines.append(to_jsonable(line))  # as written: non-finite values are null
+        if epoch and every and (epoch % every == 0 or epoch == epochs):
+            save_checkpoint(checkpoint, {"run_id": config.run_id, "epoch": epoch, "state": job.state(),
+                                         "rng": rng_states(data_rng), "metrics": list(lines)})
+        _write_status(folder, "running", epoch)
+        log(f"epoch {epoch}: train loss {record['train_loss']:.6g}, test loss {record['test_loss']:.6g}, "
+            f"test accuracy {record['test_accuracy']:.4f}")
+
+    try:
+        train(job.runner, dataset, epochs, config.training.batch_size, rng=data_rng, history=history,
+              on_epoch=on_epoch, before_epoch=before_epoch)
+    except Diverged as err:
+        log(f"diverged: {err}")
+        _write_status(folder, "diverged", err.epoch, str(err))
+        return _result(config.run_id, folder)
+    log("finished")
+    _write_status(folder, "finished", epochs)
+    return _result(config.run_id, folder)
+
+
+__all__ = ["CHECKPOINT", "CONFIG", "DONE", "Job", "LOG", "METRICS", "ModelRunner", "STATES", "STATUS",
+           "execute", "load_checkpoint", "load_task", "lr_factor", "read_metrics", "read_status",
+           "rng_states", "run_folder", "save_checkpoint", "set_rng_states"]
