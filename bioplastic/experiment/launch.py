@@ -152,7 +152,8 @@ def run_study(loaded: LoadedStudy, out: str | Path, *, resume: bool = False, exe
         else:
             pending.append(run)
     total = len(loaded.runs)
-    bar = Progress(total, desc=loaded.name, stream=stream, enabled=progress)
+    # counts the runs of this call (a resumed study's finished runs would make the rate a lie)
+    bar = Progress(len(pending), desc=loaded.name, stream=stream, enabled=progress)
     kind = executor
     n_jobs = jobs if jobs is not None else max(1, min(default_jobs(), len(pending) or 1))
     where = "in this process" if kind == "inprocess" else (
@@ -160,8 +161,6 @@ def run_study(loaded: LoadedStudy, out: str | Path, *, resume: bool = False, exe
     bar.write(f"study {loaded.name}: {total} run{'s' if total != 1 else ''}"
               + (f" ({outcome.skipped} done before, {len(pending)} to run)" if resume else "")
               + f", {where}; results in {out}/")
-    if outcome.skipped:
-        bar.update(outcome.skipped)
     if not pending:
         bar.close()
         outcome.seconds = time.perf_counter() - t0

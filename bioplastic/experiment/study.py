@@ -253,7 +253,7 @@ class ModelSection(Section):
 class FeedbackSection(Section):
     """How the error reaches the hidden layers."""
 
-    rule: str = "ldfa"
+    rule: str = "bp"
     """Credit-assignment rule (bioplastic.rules.RULES: bp, fa, dfa, kp, ldfa, or one you registered)."""
     subspace: str = "local"
     """How the feedback factors Q, P learn, for rules with a rank (bioplastic.rules.SUBSPACES)."""
@@ -395,7 +395,8 @@ class Settings(Section):
         return self
 
 
-GridTable = dict[str, Any]
+#: One grid table: dotted key -> the values to sweep (or a nested table of such keys).
+GridTable = dict[str, list[Any] | dict[str, Any]]
 
 
 class Study(Settings):
@@ -433,12 +434,28 @@ class RunConfig(Settings):
     """Folders put on sys.path before ``imports`` (the study file's folder)."""
 
 
+def _builtin(registry: Mapping[str, Any]) -> list[str]:
+    """Names of a registry that the package itself registers (not a user's, nor a test's)."""
+    return [name for name, obj in registry.items()
+            if getattr(obj, "__module__", type(obj).__module__).startswith("bioplastic.")]
+
+
 def json_schema() -> dict:
-    """The JSON Schema of a study file (``studies/study.schema.json``)."""
+    """The JSON Schema of a study file (``studies/study.schema.json``), with the package's rules,
+    subspace rules, backends and activations as examples (registered names are valid too)."""
+    from .. import neurons, rules
+    from ..backends import BACKENDS
+
     schema = Study.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "bioplastic study"
-    return schema
+    defs = schema["$defs"]
+    examples = {("FeedbackSection", "rule"): _builtin(rules.RULES),
+                ("FeedbackSection", "subspace"): _builtin(rules.SUBSPACES),
+                ("BackendSection", "name"): list(BACKENDS),
+                ("CircuitSection", "activation"): list(neurons.ACTIVATIONS)}
+    for (section, key), names in examples.items():
+        defs[section]["properties"][key]["examples"] = names
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "bioplastic study",
+            **{k: v for k, v in schema.items() if k != "title"}}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -499,7 +516,7 @@ def _describe_error(error: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[
         cause = error.get("ctx", {}).get("error")
         return path, str(cause) if cause is not None else error["msg"]
     if kind == "union_tag_invalid":
-        return f"{path}.name" if path else "name", (f"unknown task {error['ctx']['tag']}; valid options: "
+        return f"{path}.name" if path else "name", (f"unknown task {error['ctx']['tag']!r}; valid options: "
                                                      f"{', '.join(TASKS)}")
     if kind == "model_type" or kind == "dict_type":
         return path, f"must be a table of keys, got {value!r}"
@@ -661,7 +678,7 @@ class LoadedStudy:
 
 
 def _import_modules(modules: Sequence[str], paths: Sequence[str]) -> list[Problem]:
-    for folder in paths:
+    for folder in paths if modules else ():
         if folder not in sys.path:
             sys.path.insert(0, folder)
     problems = []
@@ -995,6 +1012,9 @@ def _check_circuit(config: RunConfig) -> list[Problem]:
         return problems + [Problem("circuit.options", f"{config.circuit.builder}: {err}")]
     except (CircuitError, ValueError) as err:
         return problems + [Problem(_about(str(err), "circuit"), str(err))]
+    except Exception as err:  # a user's builder may raise anything: it is still a problem of the study
+        return problems + [Problem("circuit.builder", f"{config.circuit.builder} raised "
+                                                      f"{type(err).__name__}: {err}")]
     if config.circuit.zero:
         keys = circuit.weight_keys()
         from ..circuit.keys import kind_of
@@ -1021,19 +1041,32 @@ def _check_circuit(config: RunConfig) -> list[Problem]:
             resolve_device(backend.device)
         except ValueError as err:
             problems.append(Problem("backend.device", str(err)))
-    module = importlib.import_module(backends.BACKENDS[backend.name])
-    accepted = inspect.signature(module.build).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-        taken = ("circuit", "weights", "dtype", "device")
-        bad = [k for k in backend.options if k not in accepted or k in taken]
-        if bad:
-            valid = [k for k in accepted if k not in taken]
-            problems.append(Problem("backend.options", unknown_key(bad[0], valid, f" of backend {backend.name!r}")))
+    if backend.options:
+        problems += _check_backend_options(circuit, backend)
     if backend.name == "brian2" and config.schedule.name != "constant" or \
             backend.name == "brian2" and config.schedule.warmup:
         problems.append(Problem("schedule.name", "the brian2 backend compiles its learning rates into "
                                                  "the network: only a constant schedule"))
     return problems
+
+
+def _check_backend_options(circuit, backend) -> list[Problem]:
+    """Options of the backend's build that it does not take (it is tried on the reference backend,
+    whose build passes them on; read from the signature elsewhere, where building costs more)."""
+    from .. import backends
+
+    taken = ("circuit", "weights", "dtype", "device")
+    module = importlib.import_module(backends.BACKENDS[backend.name])
+    accepted = inspect.signature(module.build).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        if backend.name != "reference":
+            return []
+        accepted = inspect.signature(module.ReferenceRunner).parameters
+    bad = [k for k in backend.options if k not in accepted or k in taken]
+    if not bad:
+        return []
+    valid = [k for k in accepted if k not in taken and accepted[k].kind is not inspect.Parameter.VAR_KEYWORD]
+    return [Problem("backend.options", unknown_key(bad[0], valid, f" of backend {backend.name!r}"))]
 
 
 def model_arguments(config: RunConfig, model_cls) -> dict[str, Any]:
