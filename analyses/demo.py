@@ -2,7 +2,9 @@
 
 Trains each credit-assignment rule of :data:`DEMO_CONDITIONS` for every seed and writes curves, a
 table and every number to a results folder; :data:`DEMO_CONDITIONS` documents the hyperparameters
-and why.
+and why. The demo runs as a study (:func:`demo_study`; the default one is ``studies/demo.toml``):
+every run gets its folder in ``OUT/runs/`` with its metrics per epoch and checkpoints, and
+``bioplastic demo --resume`` continues an interrupted demo.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ from pydantic import NonNegativeInt, PositiveInt
 from bioplastic.data import Dataset
 from bioplastic.experiment import Diverged, save_run, seed_everything, train, write_json
 from bioplastic.experiment.config import load_config
-from bioplastic.experiment.pool import run_tasks
-from bioplastic.experiment.progress import Progress
 
 # --------------------------------------------------------------------------------------------------
 # Configs
@@ -162,6 +162,7 @@ class DemoOptions:
     jobs: PositiveInt | None = None  # worker processes (none: one per core on the CPU, else 1)
     brian2: bool = False             # instead: the Brian2 ldfa circuit (64-100-10, r = 4) next to the
                                      # reference backend (analyses/brian2_digits.py; --out, --epochs)
+    resume: bool = False             # continue an interrupted demo in --out from its checkpoints
 
 
 #: ``bioplastic demo --quick``: one seed, two epochs, in this process; a check that everything works.
@@ -192,11 +193,6 @@ def run_condition(condition: Condition, seed: int, cfg: DemoConfig, dataset: Dat
         history, diverged = err.history, {"epoch": err.epoch, "step": err.step}
     return {"seed": seed, "wall_time": time.perf_counter() - t0, "diverged": diverged,
             **history.to_dict()}
-
-
-def _run_task(cfg: DemoConfig, dataset: Dataset, condition: Condition, seed: int,
-              progress: Callable[[int, dict], None] | None = None) -> dict:
-    return run_condition(condition, seed, cfg, dataset, progress)
 
 
 def summarize(condition: Condition, runs: Sequence[Mapping[str, Any]]) -> dict:
@@ -298,28 +294,96 @@ def default_jobs(cfg: DemoConfig) -> int:
     return max(1, min(os.cpu_count() or 1, len(cfg.conditions) * len(cfg.seeds)))
 
 
+#: Epochs between the checkpoints of a demo run (a killed demo resumes from the last one).
+CHECKPOINT_EVERY = 10
+
+
+def demo_study(cfg: DemoConfig) -> dict:
+    """The demo as a study: the mapping a study file holds (``studies/demo.toml`` is the default's).
+
+    One grid table per condition, each key only where the condition differs from the shared
+    settings, so that run ids read ``rule=bp,seed=0``, ``rule=kp,decay=0.001,seed=0``,
+    ``rule=ldfa,subspace=local,rank=10,seed=1``; runs come in the order of the conditions, seeds
+    innermost.
+    """
+    from collections import Counter
+
+    lr = Counter(c.lr for c in cfg.conditions).most_common(1)[0][0]
+    grid = []
+    for c in cfg.conditions:
+        point = {"feedback.rule": [c.rule]}
+        if c.rule == "ldfa":  # as Condition.circuit: rank and subspace are ldfa settings
+            point.update({"feedback.subspace": [c.subspace], "feedback.rank": [c.rank]})
+        if c.lr != lr:
+            point["optimizer.lr"] = [c.lr]
+        if c.feedback_lr is not None:
+            point["optimizer.feedback_lr"] = [c.feedback_lr]
+        if c.decay:
+            point["optimizer.decay"] = [c.decay]
+        grid.append(point)
+    return {"name": "demo", "description": "bioplastic demo: every learning rule on the bundled digits",
+            "seeds": list(cfg.seeds),
+            "task": {"name": "digits", "test_fraction": cfg.test_fraction, "split_seed": cfg.split_seed},
+            "circuit": {"hidden": list(cfg.sizes[1:-1]), "activation": cfg.activation},
+            "backend": {"name": cfg.backend, **cfg.build_options},
+            "optimizer": {"lr": lr},
+            "training": {"epochs": cfg.epochs, "batch_size": cfg.batch_size,
+                         "checkpoint_every": CHECKPOINT_EVERY},
+            "grid": grid}
+
+
+def _curves(out: Path, run_id: str, seed: int, result: Mapping[str, Any]) -> dict:
+    """A finished or diverged study run as the demo reports it (curves, divergence)."""
+    from bioplastic.experiment.run import read_metrics, run_folder
+
+    lines = read_metrics(run_folder(out, run_id))
+    curves = {k: [line[k] for line in lines] for k in ("train_loss", "test_loss", "test_accuracy", "time")}
+    diverged = ({"epoch": result["epoch"], "step": result.get("step")} if result["state"] == "diverged"
+                else None)
+    # training time (evaluation excluded), as the table's time column
+    return {"seed": seed, "run_id": run_id, "wall_time": curves["time"][-1], "diverged": diverged, **curves}
+
+
 def run_demo(cfg: DemoConfig, out: str | os.PathLike, jobs: int | None = None,
-             progress: bool = True, stream=None) -> dict:
+             progress: bool = True, stream=None, resume: bool = False) -> dict:
     """Train every condition of ``cfg`` for every seed on digits and write the results to ``out``.
+
+    The demo is a study (:func:`demo_study`) run by the study mechanism
+    (:func:`bioplastic.experiment.launch.run_study`): every run has its folder in ``out/runs/``
+    (config, metrics per epoch, status, checkpoint, log), next to the demo's own files.
 
     Parameters
     ----------
     cfg : DemoConfig
     out : path
         Receives ``config.json``, ``results.json`` (rewritten after each finished run),
-        ``table.md``, ``test_accuracy.png`` and ``train_loss.png``.
+        ``table.md``, ``test_accuracy.png``, ``train_loss.png``, and the study's ``study.json``,
+        ``study.toml`` and ``runs/``.
     jobs : int, optional
-        Worker processes (default :func:`default_jobs`); results do not depend on it.
+        Worker processes (default :func:`default_jobs`; 1: in this process); results do not depend
+        on it.
     progress : bool
         Show progress on ``stream`` (default stderr).
+    resume : bool
+        Continue the demo already in ``out`` (finished runs are kept, interrupted ones continue from
+        their checkpoints); otherwise every run starts over.
 
     Returns
     -------
     dict
         What ``results.json`` holds: per condition its runs (curves per seed) and summary, the
         table rows, and the total wall time.
+
+    Raises
+    ------
+    ValueError
+        A config that cannot run (before anything is written).
+    RuntimeError
+        A run failed; the others ran, and results.json holds them and says which failed.
     """
     from bioplastic.data import load_digits
+    from bioplastic.experiment.launch import run_study
+    from bioplastic.experiment.study import study_from_mapping
 
     t_start = time.perf_counter()
     out = Path(out)
@@ -327,18 +391,17 @@ def run_demo(cfg: DemoConfig, out: str | os.PathLike, jobs: int | None = None,
     if dataset.n_in != cfg.sizes[0] or dataset.n_classes != cfg.sizes[-1]:
         raise ValueError(f"sizes {cfg.sizes} do not fit digits: the first must be {dataset.n_in} "
                          f"(inputs) and the last {dataset.n_classes} (classes)")
-    import bioplastic
-
-    for condition in cfg.conditions:  # fail on a bad condition or backend before writing anything
-        bioplastic.build(condition.circuit(cfg.sizes, cfg.activation, cfg.seeds[0]),
-                         backend=cfg.backend, **cfg.build_options)
-    tasks = [(c, s) for c in cfg.conditions for s in cfg.seeds]
     jobs = default_jobs(cfg) if jobs is None else jobs
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive int; got {jobs!r}")
+    # checks every condition and the backend before anything is written (StudyError: a ValueError)
+    loaded = study_from_mapping(demo_study(cfg), name="demo")
+    tasks = [(c, s) for c in cfg.conditions for s in cfg.seeds]
+    index = {run["run_id"]: i for i, run in enumerate(loaded.runs)}
     save_run(out, cfg, {"status": "running"}, seed=list(cfg.seeds))
 
     runs: list[dict | None] = [None] * len(tasks)
+    failed: list[str] = []
     results: dict[str, Any] = {"status": "running", "sizes": list(cfg.sizes),
                                "backend": cfg.backend, "build_options": cfg.build_options,
                                "jobs": jobs}
@@ -354,36 +417,28 @@ def run_demo(cfg: DemoConfig, out: str | os.PathLike, jobs: int | None = None,
             conds.append(entry)
         return dict(results, conditions=conds)
 
-    bar = Progress(len(tasks) * cfg.epochs, desc="demo", stream=stream, enabled=progress)
+    def finished(run: dict, result: dict) -> None:
+        i = index[run["run_id"]]
+        if result["state"] == "failed":
+            failed.append(f"{run['run_id']}: {result.get('error')}")
+        else:
+            runs[i] = _curves(out, run["run_id"], tasks[i][1], result)
+        write_json(out / "results.json", assemble())
+
     data_line = (f"digits: {dataset.x_train.shape[0]} train / {dataset.x_test.shape[0]} test; MLP "
                  f"{'-'.join(map(str, cfg.sizes))} {cfg.activation}; {len(cfg.conditions)} conditions x "
                  f"{len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''} x {cfg.epochs} epoch"
                  f"{'s' if cfg.epochs > 1 else ''} "
                  f"on {cfg.backend}, {jobs} "
                  f"process{'es' if jobs > 1 else ''}")
-    bar.write(data_line)
-    ticked = [0] * len(tasks)  # epochs already counted per run (runs in this process report each)
-
-    def epoch_done(index: int, epoch: int, record: dict) -> None:
-        if epoch:
-            condition, seed = tasks[index]
-            ticked[index] += 1
-            bar.update(1, f"{condition.label} s{seed}  acc {100 * record['test_accuracy']:.1f} %")
-
-    def finished(index: int, run: dict) -> None:
-        runs[index] = run
-        condition, seed = tasks[index]
-        # a worker's epochs, or those a divergence skipped
-        bar.update(cfg.epochs - ticked[index], None if ticked[index] else condition.label)
-        outcome = (f"diverged in epoch {run['diverged']['epoch']}" if run["diverged"]
-                   else f"test accuracy {100 * run['test_accuracy'][-1]:5.1f} %")
-        bar.write(f"  {condition.label:<19} seed {seed}: {outcome}  ({run['time'][-1]:.1f} s)")
-        write_json(out / "results.json", assemble())
-
     try:
-        with bar:
-            run_tasks(_run_task, tasks, jobs, shared=(cfg, dataset), on_done=finished,
-                      on_progress=epoch_done, torch=cfg.backend == "torch" and cfg.on_cpu)
+        run_study(loaded, out, resume=resume, overwrite=not resume,
+                  executor="inprocess" if jobs == 1 else "process", jobs=jobs, progress=progress,
+                  stream=stream, on_result=finished, header=data_line)
+        if failed:
+            more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
+            raise RuntimeError(f"{len(failed)} of {len(tasks)} runs failed (their logs: "
+                               f"{out / 'runs'}/<run>/log.txt): " + "; ".join(failed[:3]) + more)
     except BaseException as err:
         # keep every finished run, and say why the rest is missing
         write_json(out / "results.json", dict(assemble(), status="failed",
@@ -400,5 +455,6 @@ def run_demo(cfg: DemoConfig, out: str | os.PathLike, jobs: int | None = None,
     return final
 
 
-__all__ = ["Condition", "DEMO_CONDITIONS", "DemoConfig", "DemoOptions", "QUICK", "default_jobs",
-           "format_table", "plot_curves", "run_condition", "run_demo", "run_epochs", "summarize"]
+__all__ = ["CHECKPOINT_EVERY", "Condition", "DEMO_CONDITIONS", "DemoConfig", "DemoOptions", "QUICK",
+           "default_jobs", "demo_study", "format_table", "plot_curves", "run_condition", "run_demo",
+           "run_epochs", "summarize"]

@@ -102,10 +102,14 @@ def _run_demo(args: argparse.Namespace) -> int:
               "use --backend=reference", file=sys.stderr)
         return 2
     try:
-        results = demo.run_demo(cfg, out, jobs=cl.options.jobs, progress=not cl.quiet)
+        results = demo.run_demo(cfg, out, jobs=cl.options.jobs, progress=not cl.quiet,
+                                **({"resume": True} if cl.options.resume else {}))
     except (ValueError, TypeError, KeyError) as err:
         print(f"bioplastic demo: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # a run failed: the others ran, its log says why
+        print(f"bioplastic demo: {err}", file=sys.stderr)
+        return 1
     print(demo.format_table(results["table"]))
     seeds = f"{len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''}"
     epochs = f"{cfg.epochs} epoch{'s' if cfg.epochs > 1 else ''}"

@@ -239,7 +239,11 @@ def test_run_demo_tiny_and_independent_of_workers(tmp_path):
     saved = json.loads((tmp_path / "b" / "results.json").read_text())
     assert saved["status"] == "complete" and len(saved["table"]) == 2
     assert {p.name for p in (tmp_path / "a").iterdir()} == {
-        "config.json", "results.json", "table.md", "test_accuracy.png", "train_loss.png"}
+        "config.json", "results.json", "table.md", "test_accuracy.png", "train_loss.png",
+        "study.json", "study.toml", "runs"}  # the demo runs as a study: a folder per run
+    assert sorted(p.name for p in (tmp_path / "a" / "runs").iterdir()) == [
+        "rule=bp,seed=0", "rule=bp,seed=1", "rule=ldfa,subspace=local,rank=2,seed=0",
+        "rule=ldfa,subspace=local,rank=2,seed=1"]
     with pytest.raises(ValueError, match="do not fit digits"):
         dm.run_demo(dm.DemoConfig(sizes=(10, 5, 10)), tmp_path / "c", progress=False)
 
@@ -334,17 +338,20 @@ def test_demo_fails_before_writing_on_a_bad_backend_and_keeps_finished_runs(tmp_
                     tmp_path / "cuda", progress=False)
     assert not (tmp_path / "cuda").exists()
     cfg = dm.DemoConfig(sizes=(64, 8, 10), epochs=1, seeds=(0,),
-                        conditions=(dm.Condition("bp"), dm.Condition("fa")))
-    real = dm.run_condition
+                        conditions=(dm.Condition("fa"), dm.Condition("bp")))
+    from bioplastic.experiment import run as run_mod
 
-    def second_run_crashes(condition, *args, **kwargs):
-        if condition.rule == "fa":
+    real = run_mod.Job.measures
+
+    def fa_crashes(job, record):
+        if job.config.feedback.rule == "fa":
             raise RuntimeError("simulated crash")
-        return real(condition, *args, **kwargs)
+        return real(job, record)
 
-    monkeypatch.setattr(dm, "run_condition", second_run_crashes)
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    # a failing run is marked failed and the others still run; the demo then says which failed
+    monkeypatch.setattr(run_mod.Job, "measures", fa_crashes)
+    with pytest.raises(RuntimeError, match="1 of 2 runs failed .*rule=fa,seed=0: RuntimeError: simulated crash"):
         dm.run_demo(cfg, tmp_path / "crash", jobs=1, progress=False)
     saved = json.loads((tmp_path / "crash" / "results.json").read_text())
     assert saved["status"] == "failed" and "simulated crash" in saved["error"]
-    assert [len(c["runs"]) for c in saved["conditions"]] == [1, 0]
+    assert [len(c["runs"]) for c in saved["conditions"]] == [0, 1]

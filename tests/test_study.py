@@ -644,3 +644,27 @@ def test_rank_study_gives_the_analysis_numbers(study, task, tmp_path):
         assert [line["test_accuracy"] for line in study_lines] == analysis["curve_accuracy"], run_id
         if task == "teacher":
             assert [line["relative_error"] for line in study_lines] == analysis["curve_relative_error"]
+
+
+def test_the_demo_is_the_shipped_demo_study_and_resumes(tmp_path):
+    from analyses import demo as dm
+    from bioplastic.experiment.study import canonical, study_from_mapping, to_toml
+
+    raw = dm.demo_study(dm.DemoConfig())
+    assert tomllib.loads(to_toml(raw)) == raw
+    mine = study_from_mapping(raw, name="demo").runs
+    shipped = load_study(STUDIES / "demo.toml").runs
+    assert [r["run_id"] for r in mine] == [r["run_id"] for r in shipped]
+    assert [canonical({**r, "study": ""}) for r in mine] == [canonical({**r, "study": ""}) for r in shipped]
+
+    cfg = dm.DemoConfig(sizes=(64, 8, 10), epochs=2, seeds=(0,), conditions=(dm.Condition("bp"),))
+    first = dm.run_demo(cfg, tmp_path, jobs=1, progress=False)
+    assert (tmp_path / "study.toml").read_text() == to_toml(dm.demo_study(cfg))
+    log = tmp_path / "runs" / "rule=bp,seed=0" / "log.txt"
+    with open(log, "a") as fh:
+        fh.write("MARK\n")
+    again = dm.run_demo(cfg, tmp_path, jobs=1, progress=False, resume=True)
+    assert log.read_text().endswith("MARK\n")  # nothing trained again
+    assert again["conditions"][0]["runs"][0]["test_loss"] == first["conditions"][0]["runs"][0]["test_loss"]
+    dm.run_demo(cfg, tmp_path, jobs=1, progress=False)  # without resume: starts over, no refusal
+    assert "MARK" not in log.read_text()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,11 +67,11 @@ def study_record(loaded: LoadedStudy) -> dict:
             "runs": [{"run_id": r["run_id"], "config": r} for r in loaded.runs]}
 
 
-def prepare_folder(loaded: LoadedStudy, out: Path, resume: bool) -> None:
-    """Refuse to overwrite a study (without ``resume``) or to resume a changed one; write study.toml
-    and study.json."""
+def prepare_folder(loaded: LoadedStudy, out: Path, resume: bool, overwrite: bool = False) -> None:
+    """Refuse to overwrite a study (without ``resume`` or ``overwrite``) or to resume a changed one;
+    write study.toml and study.json."""
     saved = out / "study.json"
-    if saved.exists():
+    if saved.exists() and not overwrite:
         if not resume:
             raise StudyError([f"{out} holds a study already (study.json): add --resume to continue it, "
                               "or choose another --out"])
@@ -109,8 +109,9 @@ def _describe(result: Mapping[str, Any]) -> str:
 
 def run_study(loaded: LoadedStudy, out: str | Path, *, resume: bool = False, executor: str = "process",
               jobs: int | None = None, scheduler: str | None = None, progress: bool = True,
-              stream: TextIO | None = None, executor_options: Mapping[str, Any] | None = None
-              ) -> StudyOutcome:
+              stream: TextIO | None = None, executor_options: Mapping[str, Any] | None = None,
+              overwrite: bool = False, on_result: Callable[[dict, dict], None] | None = None,
+              header: str | None = None) -> StudyOutcome:
     """Run every run of a checked study (module docstring).
 
     Parameters
@@ -131,6 +132,13 @@ def run_study(loaded: LoadedStudy, out: str | Path, *, resume: bool = False, exe
         Draw the progress display and a line per run on ``stream`` (default stderr).
     executor_options : mapping, optional
         Further options of :func:`~bioplastic.experiment.executors.make_executor`.
+    overwrite : bool
+        Start every run again, even in a folder that holds this or another study (``bioplastic
+        demo`` rewrites its folder); the folders of runs not in this study are left alone.
+    on_result : callable, optional
+        ``on_result(run, result)`` here, as each run is done (those done before a resume first).
+    header : str, optional
+        A line to show first instead of the study's own.
 
     Raises
     ------
@@ -141,7 +149,8 @@ def run_study(loaded: LoadedStudy, out: str | Path, *, resume: bool = False, exe
 
     t0 = time.perf_counter()
     out = Path(out)
-    prepare_folder(loaded, out, resume)
+    resume = resume and not overwrite
+    prepare_folder(loaded, out, resume, overwrite)
     outcome = StudyOutcome(out)
     pending = []
     for run in loaded.runs:
@@ -149,6 +158,8 @@ def run_study(loaded: LoadedStudy, out: str | Path, *, resume: bool = False, exe
         if status is not None and status["state"] in DONE:
             outcome.results[run["run_id"]] = execute(run, str(out), resume=True)  # reads, trains nothing
             outcome.skipped += 1
+            if on_result is not None:
+                on_result(run, outcome.results[run["run_id"]])
         else:
             pending.append(run)
     total = len(loaded.runs)
@@ -158,9 +169,9 @@ def run_study(loaded: LoadedStudy, out: str | Path, *, resume: bool = False, exe
     n_jobs = jobs if jobs is not None else max(1, min(default_jobs(), len(pending) or 1))
     where = "in this process" if kind == "inprocess" else (
         f"{n_jobs} process{'es' if n_jobs > 1 else ''}" if kind == "process" else kind)
-    bar.write(f"study {loaded.name}: {total} run{'s' if total != 1 else ''}"
-              + (f" ({outcome.skipped} done before, {len(pending)} to run)" if resume else "")
-              + f", {where}; results in {out}/")
+    bar.write(header or (f"study {loaded.name}: {total} run{'s' if total != 1 else ''}"
+                         + (f" ({outcome.skipped} done before, {len(pending)} to run)" if resume else "")
+                         + f", {where}; results in {out}/"))
     if not pending:
         bar.close()
         outcome.seconds = time.perf_counter() - t0
@@ -185,6 +196,8 @@ def run_study(loaded: LoadedStudy, out: str | Path, *, resume: bool = False, exe
         outcome.results[run["run_id"]] = result
         bar.update(1, run["run_id"])
         bar.write(f"  {run['run_id']}: {_describe(result)}")
+        if on_result is not None:
+            on_result(run, result)
 
     try:
         with bar:

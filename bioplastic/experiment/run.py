@@ -13,7 +13,7 @@ Its folder, ``OUT/runs/<run_id>/``:
   ``test_accuracy``, ``time``, and the measures of ``[record]``), appended, flushed and synced to
   disk as each epoch ends; epoch 0 is before training;
 * ``status.json``: ``{"state": "running" | "finished" | "diverged" | "failed", "epoch": k, "error":
-  text or null}``, replaced atomically;
+  text or null}`` (a diverged run also gives the ``step`` of its epoch), replaced atomically;
 * ``checkpoint.pt``: a pickle (read it with :func:`load_checkpoint`; torch tensors inside for torch
   runs, plain numpy for the others, so a numpy run never imports torch) of the weights and feedback
   factors, the optimizer state, every generator's state (the data order's, numpy's, python's,
@@ -434,15 +434,18 @@ def _provenance() -> dict[str, Any]:
             "platform": platform.platform()}
 
 
-def _write_status(folder: Path, state: str, epoch: int, error: str | None = None) -> None:
-    write_json(folder / STATUS, {"state": state, "epoch": epoch, "error": error}, fsync=True)
+def _write_status(folder: Path, state: str, epoch: int, error: str | None = None, **more) -> None:
+    write_json(folder / STATUS, {"state": state, "epoch": epoch, "error": error, **more}, fsync=True)
 
 
 def _result(run_id: str, folder: Path, status: Mapping[str, Any] | None = None) -> dict:
     status = status or read_status(folder) or {"state": "failed", "epoch": 0, "error": "no status.json"}
     metrics = read_metrics(folder)
-    return {"run_id": run_id, "state": status["state"], "epoch": status["epoch"],
-            "metrics": metrics[-1] if metrics else None, "error": status.get("error")}
+    out = {"run_id": run_id, "state": status["state"], "epoch": status["epoch"],
+           "metrics": metrics[-1] if metrics else None, "error": status.get("error")}
+    if "step" in status:  # where a diverged run's loss stopped being finite
+        out["step"] = status["step"]
+    return out
 
 
 def _same_settings(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -552,7 +555,7 @@ def _train(config: RunConfig, folder: Path, resume: bool, log: RunLog) -> dict:
               on_epoch=on_epoch, before_epoch=before_epoch)
     except Diverged as err:
         log(f"diverged: {err}")
-        _write_status(folder, "diverged", err.epoch, str(err))
+        _write_status(folder, "diverged", err.epoch, str(err), step=err.step)
         return _result(config.run_id, folder)
     log("finished")
     _write_status(folder, "finished", epochs)

@@ -255,8 +255,9 @@ class FeedbackSection(Section):
 
     rule: str = "bp"
     """Credit-assignment rule (bioplastic.rules.RULES: bp, fa, dfa, kp, ldfa, or one you registered)."""
-    subspace: str = "local"
-    """How the feedback factors Q, P learn, for rules with a rank (bioplastic.rules.SUBSPACES)."""
+    subspace: str | None = "local"
+    """How the feedback factors Q, P learn, for rules with a rank (bioplastic.rules.SUBSPACES); a run
+    without a rank resolves it to none."""
     rank: Rank = None
     """Feedback rank r: one int for every pathway, or one per pathway."""
     clip_rank: bool = False
@@ -271,10 +272,18 @@ class FeedbackSection(Section):
 
     @field_validator("subspace")
     @classmethod
-    def _subspace(cls, value: str) -> str:
+    def _subspace(cls, value: str | None) -> str | None:
         from .. import rules
 
-        return _check_registered(value, rules.SUBSPACES, "subspace rule")
+        return value if value is None else _check_registered(value, rules.SUBSPACES, "subspace rule")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_rank_no_subspace(cls, data: Any) -> Any:
+        # a subspace rule without a rank means nothing: resolved runs (and their summaries) say none
+        if isinstance(data, Mapping) and data.get("rank") is None:
+            data = {**data, "subspace": None}
+        return data
 
 
 class BackendSection(Section):
@@ -688,6 +697,55 @@ def _import_modules(modules: Sequence[str], paths: Sequence[str]) -> list[Proble
         except Exception as err:  # any failure of a user's module is a problem of the study file
             problems.append(Problem("imports", f"cannot import {name!r}: {type(err).__name__}: {err}"))
     return problems
+
+
+_BARE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE.match(key) else json.dumps(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else
+                                                         ("inf" if value > 0 else "-inf"))
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()
+                               if v is not None) + "}"
+    raise TypeError(f"no TOML form for {type(value).__name__} {value!r}")
+
+
+def to_toml(data: Mapping[str, Any]) -> str:
+    """A study mapping as TOML text (tables for sections, ``[[grid]]`` for a list of grids; None
+    values are left out, as TOML has none): ``tomllib.loads(to_toml(d))`` gives ``d`` back."""
+    def is_tables(v: Any) -> bool:
+        return isinstance(v, list) and bool(v) and all(isinstance(t, Mapping) for t in v)
+
+    def body(table: Mapping[str, Any]) -> list[str]:
+        return [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if v is not None]
+
+    lines = body({k: v for k, v in data.items() if not isinstance(v, Mapping) and not is_tables(v)})
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            lines += ["", f"[{_toml_key(key)}]", *body(value)]
+        elif is_tables(value):
+            for table in value:
+                lines += ["", f"[[{_toml_key(key)}]]", *body(table)]
+    return "\n".join(lines) + "\n"
+
+
+def study_from_mapping(raw: Mapping[str, Any], *, name: str = "study", check: bool = True) -> LoadedStudy:
+    """A study given as a mapping (what a TOML file would hold): checked and resolved as
+    :func:`load_study` does; its text (for OUT/study.toml) is written by :func:`to_toml`."""
+    study, runs = resolve(raw, default_name=name, check=check, source=name)
+    return LoadedStudy(study, runs, to_toml(raw), None, study.name or name)
 
 
 def load_study(path: str | Path | None = None, *, text: str | None = None, name: str | None = None,
@@ -1136,4 +1194,5 @@ def _check_model(config: RunConfig) -> list[Problem]:
 
 __all__ = ["LoadedStudy", "Problem", "RunConfig", "Study", "StudyError", "TASKS", "builder_arguments",
            "canonical", "check_run", "circuit_sizes", "grid_points", "import_object", "json_schema",
-           "load_study", "make_run_id", "model_arguments", "resolve", "set_dotted", "task_shape"]
+           "load_study", "make_run_id", "model_arguments", "resolve", "set_dotted", "study_from_mapping",
+           "task_shape", "to_toml"]
