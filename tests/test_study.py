@@ -275,7 +275,7 @@ def test_same_study_same_numbers_in_process_and_on_the_pool(tmp_path):
     assert_same_weights(weights(tmp_path / "one"), weights(tmp_path / "pool"))
 
     run = tmp_path / "one" / "runs" / "subspace=local,seed=0"
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json", "log.txt",
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "checkpoint.pt", "config.json", "log.txt",
                                                      "metrics.jsonl", "status.json"]
     meta = json.loads((run / "config.json").read_text())
     assert meta["run_id"] == "subspace=local,seed=0" and meta["seed"] == 0
@@ -668,3 +668,35 @@ def test_the_demo_is_the_shipped_demo_study_and_resumes(tmp_path):
     assert again["conditions"][0]["runs"][0]["test_loss"] == first["conditions"][0]["runs"][0]["test_loss"]
     dm.run_demo(cfg, tmp_path, jobs=1, progress=False)  # without resume: starts over, no refusal
     assert "MARK" not in log.read_text()
+
+
+def test_one_process_at_a_time_trains_a_run(tmp_path):
+    """A worker orphaned by a killed study still holds its run: a resumed study waits for it, then
+    reads the run as done instead of training it a second time alongside."""
+    import threading
+
+    run = load_study(write(tmp_path, TINY)).runs[0]
+    folder = tmp_path / "runs" / run["run_id"]
+    folder.mkdir(parents=True)
+    results = []
+    with run_mod.run_lock(folder):  # the orphan
+        waiting = threading.Thread(target=lambda: results.append(execute(run, tmp_path)))
+        waiting.start()
+        time.sleep(0.3)
+        assert not results and not (folder / "metrics.jsonl").exists()
+        bio_io.write_json(folder / "status.json", {"state": "finished", "epoch": 3, "error": None})
+    waiting.join(30)
+    assert results[0]["state"] == "finished" and not (folder / "metrics.jsonl").exists()
+
+
+def test_the_readme_study_is_the_shipped_file():
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Studies"):]
+    block = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
+    shipped = (STUDIES / "rank_sweep.toml").read_text()
+    body = "\n".join(line for line in shipped.splitlines() if not line.startswith("#")).strip()
+    assert block.strip() == body
+    loaded = load_study(STUDIES / "rank_sweep.toml")
+    assert len(loaded.runs) == 24 and loaded.runs[-1]["run_id"] == "rule=ldfa,subspace=local,rank=10,seed=2"

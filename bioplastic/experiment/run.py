@@ -19,7 +19,8 @@ Its folder, ``OUT/runs/<run_id>/``:
   factors, the optimizer state, every generator's state (the data order's, numpy's, python's,
   torch's) and the metrics so far, written atomically every ``training.checkpoint_every`` epochs and
   after the last;
-* ``log.txt``: what happened, with timestamps, and the traceback of a failure.
+* ``log.txt``: what happened, with timestamps, and the traceback of a failure;
+* ``.lock``: locked (``flock``) by the process training the run, so that two never do at once.
 
 Resuming (``resume=True``) skips a finished or diverged run, and continues an interrupted one from its
 checkpoint: metrics.jsonl is cut back to the checkpoint's epoch and training goes on with the next
@@ -77,6 +78,8 @@ DONE = ("finished", "diverged")
 CHECKPOINT_FORMAT = 1
 #: The files of a run's folder.
 CONFIG, METRICS, STATUS, CHECKPOINT, LOG = "config.json", "metrics.jsonl", "status.json", "checkpoint.pt", "log.txt"
+#: The lock file held while a process trains the run (see :func:`run_lock`).
+LOCK = ".lock"
 
 
 def run_folder(out_dir: str | os.PathLike, run_id: str) -> Path:
@@ -476,6 +479,32 @@ def execute(run: Mapping[str, Any], out_dir: str | os.PathLike, resume: bool = T
     run = config.model_dump(mode="json")
     folder = run_folder(out_dir, config.run_id)
     folder.mkdir(parents=True, exist_ok=True)
+    with run_lock(folder):
+        return _execute(config, run, folder, resume)
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path):
+    """Hold the run folder's lock (``.lock``, an exclusive ``flock``) inside the block.
+
+    One process at a time trains a run: a pool worker orphaned by a killed study finishes its run
+    before a resumed study, waiting here, reads it as done. The operating system releases the lock
+    of a process that dies, SIGKILL included. (No lock where ``fcntl`` is missing: Windows.)
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _execute(config: RunConfig, run: dict, folder: Path, resume: bool) -> dict:
     status = read_status(folder) if resume else None
     if status is not None and status["state"] in DONE:
         return _result(config.run_id, folder, status)
@@ -562,6 +591,6 @@ def _train(config: RunConfig, folder: Path, resume: bool, log: RunLog) -> dict:
     return _result(config.run_id, folder)
 
 
-__all__ = ["CHECKPOINT", "CONFIG", "DONE", "Job", "LOG", "METRICS", "ModelRunner", "STATES", "STATUS",
+__all__ = ["CHECKPOINT", "CONFIG", "DONE", "Job", "LOCK", "LOG", "METRICS", "ModelRunner", "STATES", "STATUS",
            "execute", "load_checkpoint", "load_task", "lr_factor", "read_metrics", "read_status",
            "rng_states", "run_folder", "save_checkpoint", "set_rng_states"]
