@@ -296,6 +296,13 @@ def command(args, stream=None) -> int:
     except StudyError as err:
         print(err.message(), file=sys.stderr)
         return 2
+    except ImportError as err:  # an executor of the optional extra that is not installed
+        print(f"bioplastic run: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # an unreachable scheduler, a full disk: say so; what was written stays
+        print(f"bioplastic run: {err}\n(continue with: bioplastic run {args.study} --out {out} --resume)",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"interrupted; continue with: bioplastic run {args.study} --out {out} --resume", file=sys.stderr)
         return 130

@@ -421,6 +421,13 @@ class Study(Settings):
     """Dotted key -> list of values (``"feedback.rank" = [1, 2, 4]``): the runs are the cartesian
     product; an array of tables ([[grid]]) is a union of such products."""
 
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or value in (".", "..") or re.search(r"[/\\\x00]", value)):
+            raise ValueError(f"must be usable as a folder name (results/NAME), got {value!r}")
+        return value
+
     @field_validator("seeds")
     @classmethod
     def _unique(cls, value: list[int]) -> list[int]:
