@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 from .io import write_bytes, write_json
 from .progress import Progress
-from .run import DONE, execute, read_status, run_folder
+from .run import DONE, execute, load_task, preload, read_status, run_folder, task_key
 from .study import LoadedStudy, StudyError, canonical
 
 
@@ -107,6 +107,22 @@ def _describe(result: Mapping[str, Any]) -> str:
     return f"FAILED after epoch {result['epoch']}: {result.get('error')}"
 
 
+#: Tasks small enough to load here and hand to every pool worker (a few MB at most).
+SMALL_TASKS = ("digits", "teacher_student")
+
+
+def small_datasets(runs) -> dict:
+    """Task key -> Dataset of the small tasks of ``runs``, loaded here."""
+    from .study import RunConfig
+
+    out = {}
+    for run in runs:
+        task = RunConfig.model_validate(run).task
+        if task.name in SMALL_TASKS and task_key(task) not in out:
+            out[task_key(task)] = load_task(task)
+    return out
+
+
 def run_study(loaded: LoadedStudy, out: str | Path, *, resume: bool = False, executor: str = "process",
               jobs: int | None = None, scheduler: str | None = None, progress: bool = True,
               stream: TextIO | None = None, executor_options: Mapping[str, Any] | None = None,
@@ -180,6 +196,10 @@ def run_study(loaded: LoadedStudy, out: str | Path, *, resume: bool = False, exe
     options = dict(executor_options or {})
     if kind == "submitit":
         options.setdefault("folder", str(out / "submitit" / "%j"))
+    if kind == "process" and "initializer" not in options:
+        small = small_datasets(pending)
+        if small:  # handed to each worker once, instead of loaded by each
+            options.update(initializer=preload, initargs=(small,))
     pool = make_executor(kind, jobs=n_jobs if kind != "submitit" or jobs is not None else None,
                          scheduler=scheduler, **options)
     futures: dict[Future, dict] = {}

@@ -135,10 +135,22 @@ def lr_factor(schedule, epoch: int, epochs: int) -> float:
 _DATA: dict[str, Any] = {}
 
 
+def preload(datasets: Mapping[str, Any]) -> None:
+    """Fill this process's cache of data sets (:func:`load_task`) with ``datasets`` (task key ->
+    Dataset): a pool worker's initializer, so that workers are handed small data sets instead of
+    each loading them (for the digits: importing scikit-learn, a second per worker)."""
+    _DATA.update(datasets)
+
+
+def task_key(task) -> str:
+    """The cache key of a ``[task]``."""
+    return json.dumps(task.model_dump(mode="json"), sort_keys=True)
+
+
 def load_task(task) -> Any:
     """The :class:`~bioplastic.data.Dataset` of a ``[task]``; kept per process (runs of a worker
     share it)."""
-    key = json.dumps(task.model_dump(mode="json"), sort_keys=True)
+    key = task_key(task)
     if key in _DATA:
         return _DATA[key]
     from .. import data
@@ -437,8 +449,9 @@ def _provenance() -> dict[str, Any]:
             "platform": platform.platform()}
 
 
-def _write_status(folder: Path, state: str, epoch: int, error: str | None = None, **more) -> None:
-    write_json(folder / STATUS, {"state": state, "epoch": epoch, "error": error, **more}, fsync=True)
+def _write_status(folder: Path, state: str, epoch: int, error: str | None = None, *, fsync: bool = True,
+                  **more) -> None:
+    write_json(folder / STATUS, {"state": state, "epoch": epoch, "error": error, **more}, fsync=fsync)
 
 
 def _result(run_id: str, folder: Path, status: Mapping[str, Any] | None = None) -> dict:
@@ -575,7 +588,8 @@ def _train(config: RunConfig, folder: Path, resume: bool, log: RunLog) -> dict:
         if epoch and every and (epoch % every == 0 or epoch == epochs):
             save_checkpoint(checkpoint, {"run_id": config.run_id, "epoch": epoch, "state": job.state(),
                                          "rng": rng_states(data_rng), "metrics": list(lines)})
-        _write_status(folder, "running", epoch)
+        # atomic; not synced: the epoch count of a running run is news, the metrics are the record
+        _write_status(folder, "running", epoch, fsync=False)
         log(f"epoch {epoch}: train loss {record['train_loss']:.6g}, test loss {record['test_loss']:.6g}, "
             f"test accuracy {record['test_accuracy']:.4f}")
 
@@ -592,5 +606,5 @@ def _train(config: RunConfig, folder: Path, resume: bool, log: RunLog) -> dict:
 
 
 __all__ = ["CHECKPOINT", "CONFIG", "DONE", "Job", "LOCK", "LOG", "METRICS", "ModelRunner", "STATES", "STATUS",
-           "execute", "load_checkpoint", "load_task", "lr_factor", "read_metrics", "read_status",
-           "rng_states", "run_folder", "save_checkpoint", "set_rng_states"]
+           "execute", "load_checkpoint", "load_task", "lr_factor", "preload", "read_metrics", "read_status",
+           "rng_states", "run_folder", "run_lock", "save_checkpoint", "set_rng_states", "task_key"]
