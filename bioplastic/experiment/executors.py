@@ -321,17 +321,20 @@ class SubmititExecutor(Executor):
         asks Slurm at most about once a minute and reads result files in between).
     batch_window : float
         Seconds without a new submission after which the pending ones are sent.
+    max_num_timeout : int
+        Requeues of a job after it hit its time limit (preemptions requeue without limit).
     **parameters
         submitit's ``update_parameters``: ``timeout_min``, ``slurm_partition``, ``mem_gb``,
-        ``cpus_per_task`` (default 1), ``max_num_timeout`` (requeues after timeouts), ...
+        ``cpus_per_task`` (default 1), ``slurm_additional_parameters``, ...
     """
 
     def __init__(self, folder: str | os.PathLike | None = None, cluster: str | None = None,
                  jobs: int | None = None, *, poll_interval: float | None = None,
-                 batch_window: float = 0.2, **parameters):
+                 batch_window: float = 0.2, max_num_timeout: int = 3, **parameters):
         submitit = _require("submitit", "submitit")
         folder = Path("submitit") / "%j" if folder is None else Path(folder)
-        self._executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+        self._executor = submitit.AutoExecutor(folder=folder, cluster=cluster,
+                                               slurm_max_num_timeout=max_num_timeout)
         self.cluster = self._executor.cluster
         parameters.setdefault("cpus_per_task", 1)
         if jobs is not None:
@@ -471,7 +474,8 @@ def make_executor(kind: str = "process", jobs: int | None = None, scheduler: Any
     **options
         ``process``: ``context``, ``initializer``, ``initargs``, ``max_tasks_per_child``;
         ``dask``: ``retries`` and LocalCluster options; ``submitit``: ``folder``, ``cluster``,
-        ``poll_interval``, ``batch_window`` and submitit parameters (``timeout_min``, ``slurm_*``).
+        ``poll_interval``, ``batch_window``, ``max_num_timeout`` and submitit parameters
+        (``timeout_min``, ``mem_gb``, ``slurm_*``).
 
     Raises
     ------

@@ -367,7 +367,8 @@ def plot(path: str | Path, keys: Sequence[str], rows: Sequence[Row], metric: str
     fig = Figure(figsize=(6.0, 4.0), layout="constrained")
     ax = fig.add_subplot()
     for i, (label_values, pts) in enumerate(series.items()):
-        label = ", ".join(f"{k.rsplit('.', 1)[-1]}={_show(v)}" for k, v in zip(others, label_values, strict=True))
+        label = ", ".join(f"{k.rsplit('.', 1)[-1]}={_show(v)}"
+                          for k, v in zip(others, label_values, strict=True) if v is not None)
         color = f"C{i % 10}"
         flat = [stat for x, stat in pts if x is None]
         pts = sorted(((x, s) for x, s in pts if x is not None),
