@@ -6,7 +6,12 @@ r"""Measurements of feedback and errors.
 * principal angles between two subspaces (columns of A and B): :math:`\cos\theta_i = \sigma_i(U_A^\top U_B)`;
 * error dimensionality as the participation ratio of a covariance's eigenvalues,
   :math:`PR = (\sum_i \lambda_i)^2 / \sum_i \lambda_i^2` (1 for one direction, n for isotropic);
-* explained variance of the best rank-r approximation, :math:`\sum_{i\le r} s_i^2 / \sum_i s_i^2`.
+* explained variance of the best rank-r approximation, :math:`\sum_{i\le r} s_i^2 / \sum_i s_i^2`;
+* the capture of an error covariance C (n x n) by the r rows of a feedback factor P (r x n),
+  :math:`\operatorname{tr}(\tilde P C \tilde P^\top) / \sum_{i\le r} \lambda_i(C)`, with
+  :math:`\tilde P` P's rows orthonormalised (QR): the error variance that crosses the bottleneck
+  as a fraction of the most any r directions can carry (Ky Fan), so 1 when row(P) is C's top-r
+  eigenspace and 0 when it is orthogonal to C's range; free of the scale of P and of C.
 
 Conventions for LDFA, B = Q P has shape (n_{l-1}, n_l) like W_l^T.
 """
@@ -54,6 +59,23 @@ def explained_variance(W: np.ndarray, r: int) -> float:
     """Fraction of ||W||_F^2 captured by its best rank-r approximation."""
     s = np.linalg.svd(np.asarray(W, float), compute_uv=False)
     return float(np.sum(s[:r] ** 2) / np.sum(s ** 2))
+
+
+def subspace_capture(P: np.ndarray, C: np.ndarray) -> float:
+    """tr(P~ C P~^T) / (sum of the top-r eigenvalues of C), P~ the rows of ``P`` (r, n) made
+    orthonormal by QR, ``C`` (n, n) a symmetric positive semidefinite covariance; in [0, 1]
+    (module docstring). P must have full row rank r <= n; a zero C gives nan."""
+    P, C = np.atleast_2d(np.asarray(P, float)), np.asarray(C, float)
+    r, n = P.shape
+    if C.shape != (n, n):
+        raise ValueError(f"C must have shape ({n}, {n}) to match P {P.shape}; got {C.shape}")
+    if r > n:
+        raise ValueError(f"P has {r} rows in R^{n}: at most {n} can be orthonormal")
+    basis, _ = np.linalg.qr(P.T)  # (n, r), orthonormal columns spanning row(P)
+    top = float(np.sum(np.linalg.eigvalsh((C + C.T) / 2)[::-1][:r]))
+    if top <= 0:
+        return float("nan")
+    return float(np.trace(basis.T @ C @ basis) / top)
 
 
 def feedback_matrices(weights: dict, rule) -> dict[int, np.ndarray]:

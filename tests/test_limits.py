@@ -111,9 +111,13 @@ def test_whitened_teacher_has_the_given_correlation():
     assert_close(Y.T @ X / 50, S, atol=1e-12, what="<y x^T>")
 
 
-def _linear_run(subspace):
+def _linear_run(subspace, whiten=True):
     S = _teacher()
-    X, Y = theory.whitened_teacher(S, 50)
+    if whiten:
+        X, Y = theory.whitened_teacher(S, 50)
+    else:  # a finite Gaussian sample: <x x^T> = X^T X / N is not I
+        X = np.random.default_rng(4).normal(size=(50, N_IN))
+        Y = X @ S.T
     run = bioplastic.build(circuits.mlp([N_IN, K, M], rule="ldfa", rank=R, subspace=subspace,
                                         activation="linear", bias=False, lr=0.05, seed=3))
     w = run.get_weights()
@@ -125,11 +129,11 @@ def _linear_run(subspace):
     for _ in range(12_000):
         run.train_step(X, Y)
     w = run.get_weights()
-    return S, P0, w["W2"] @ w["W1"]
+    return S, P0, w["W2"] @ w["W1"], X.T @ X / len(X)
 
 
 def test_fixed_low_rank_feedback_converges_to_the_spurious_fixed_point():
-    S, P, W = _linear_run("fixed")
+    S, P, W, _ = _linear_run("fixed")
     fixed_point = theory.spurious_fixed_point(S, P)
     assert np.linalg.norm(W - fixed_point) / np.linalg.norm(fixed_point) < 0.03
     # ... which is not the teacher, and is worse than the best rank-r map
@@ -138,8 +142,21 @@ def test_fixed_low_rank_feedback_converges_to_the_spurious_fixed_point():
     assert np.linalg.norm(S - W) > 1.05 * np.linalg.norm(S - best)
 
 
+def test_fixed_feedback_on_unwhitened_samples_reaches_the_sample_covariance_fixed_point():
+    """On 50 Gaussian inputs (not whitened) the run lands within 1% of the fixed point computed
+    with the sample's <x x^T>; the whitened formula (Sigma = I) misses it by several percent."""
+    S, P, W, sigma = _linear_run("fixed", whiten=False)
+    predicted = theory.spurious_fixed_point(S, P, sigma)
+    assert np.linalg.norm(W - predicted) / np.linalg.norm(predicted) < 0.01
+    whitened = theory.spurious_fixed_point(S, P)
+    assert np.linalg.norm(W - whitened) / np.linalg.norm(whitened) > 0.03
+    # the sample-covariance loss exceeds that of the rank-r optimum under the same covariance
+    best = theory.rank_r_optimum(S, R, sigma)
+    assert theory.loss(W, S, sigma) > 1.05 * theory.loss(best, S, sigma)
+
+
 def test_normative_adaptive_feedback_learns_the_teacher():
-    S, _, W = _linear_run("normative")
+    S, _, W, _ = _linear_run("normative")
     assert np.linalg.norm(W - S) / np.linalg.norm(S) < 0.01
     assert_close(theory.mode_strengths(W, S), np.ones(M), atol=0.01, what="mode strengths")
 
@@ -156,6 +173,47 @@ def test_fixed_point_formula_is_stationary_and_exact_at_full_rank():
     U = np.linalg.svd(S)[0]
     assert_close(theory.spurious_fixed_point(S, U[:, :R].T), theory.rank_r_optimum(S, R),
                  atol=1e-12, what="aligned P")
+
+
+def test_fixed_point_formula_with_an_input_covariance():
+    """P (S - W) Sigma = 0 and (S - W) Sigma S^T P^T = 0 (both gradients vanish with W_1 in
+    span(Q)); the rank-r optimum under Sigma is the fixed point of P = U_r^T and beats the fixed
+    point of a random P and the Eckart-Young truncation of S in the Sigma-weighted loss."""
+    S = _teacher()
+    rng = np.random.default_rng(6)
+    A = rng.normal(size=(N_IN, N_IN))
+    sigma = A @ A.T / N_IN + 0.1 * np.eye(N_IN)
+    P = rng.normal(size=(R, M))
+    W = theory.spurious_fixed_point(S, P, sigma)
+    assert_close(P @ (S - W) @ sigma, np.zeros((R, N_IN)), atol=1e-11, what="P R = 0")
+    assert_close((S - W) @ sigma @ S.T @ P.T, np.zeros((M, R)), atol=1e-11, what="R W1^T = 0")
+    assert_close(theory.spurious_fixed_point(S, P, np.eye(N_IN)), theory.spurious_fixed_point(S, P),
+                 atol=1e-12, what="Sigma = I")
+    top = np.linalg.eigh(S @ sigma @ S.T)[1][:, ::-1][:, :R]
+    best = theory.rank_r_optimum(S, R, sigma)
+    assert_close(theory.spurious_fixed_point(S, top.T, sigma), best, atol=1e-11, what="aligned P")
+    assert theory.loss(best, S, sigma) < theory.loss(W, S, sigma)
+    assert theory.loss(best, S, sigma) < theory.loss(theory.rank_r_optimum(S, R), S, sigma)
+    # the loss is 1/2 <||S x - W x||^2> over inputs with that second moment
+    X = rng.normal(size=(200, N_IN)) @ np.linalg.cholesky(sigma).T
+    sample = X.T @ X / 200
+    assert theory.loss(W, S, sample) == pytest.approx(0.5 * np.mean(np.sum((X @ (S - W).T) ** 2, 1)),
+                                                      rel=1e-12)
+
+
+def test_reduced_flow_matches_the_reference_network_on_unwhitened_samples():
+    """With the sample's <x x^T>, the reduced flow is the runner's full-batch dynamics."""
+    S = _teacher()
+    X = np.random.default_rng(7).normal(size=(30, N_IN))
+    run = bioplastic.build(circuits.mlp([N_IN, K, M], rule="ldfa", rank=R, subspace="fixed",
+                                        activation="linear", bias=False, lr=0.05, seed=2))
+    w0 = run.get_weights()
+    for _ in range(200):
+        run.train_step(X, X @ S.T)
+    flow = theory.linear_flow(S, w0["W1"], w0["W2"], w0["P2"], w0["Q2"], feedback="fixed", lr=0.05,
+                              steps=200, record_every=200, input_covariance=X.T @ X / 30)
+    assert_close(flow.W1, run.get_weights()["W1"], rtol=1e-9, atol=1e-11, what="W1")
+    assert_close(flow.W2, run.get_weights()["W2"], rtol=1e-9, atol=1e-11, what="W2")
 
 
 def test_reduced_flow_matches_the_reference_network():
@@ -190,3 +248,59 @@ def test_oja_rows_converge_to_the_top_principal_subspace():
     angles = metrics.principal_angles(P.T, basis[:, :r])
     assert angles.max() < 0.05  # radians
     assert_close(P @ P.T, np.eye(r), atol=0.02, what="P P^T")
+
+
+# ---------------------------------------------------------------- Oja on the centred error (oja_centred)
+def test_oja_centred_gradients_by_hand():
+    """Four errors in R^2 with mean (5, -3); centred rows (-2, -1), (2, 1), (0, 1), (0, -1).
+
+    Unit variances (population): 8/4 = 2 and 4/4 = 1, so max sd^2 = 2; E^T E = [[8, 4], [4, 4]], so
+    C_hat = E^T E / (4 * 2) = [[1, 1/2], [1/2, 1/2]]. With P = [[1, 0]]: P C = (1, 1/2),
+    P C P^T P = (1, 0), grad P = -(P C - P C P^T P) = (0, -1/2). Q as local: h^T (delta P^T) / 4.
+    """
+    delta = np.array([[3.0, -4.0], [7.0, -2.0], [5.0, -2.0], [5.0, -4.0]])
+    h = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, -1.0]])
+    P, Q = np.array([[1.0, 0.0]]), np.array([[0.3], [-0.7]])
+    unit = rules.get_subspace("oja_centred")
+    from bioplastic.rules.subspace.oja_centred import centred_covariance
+
+    assert_close(centred_covariance(delta), [[1.0, 0.5], [0.5, 0.5]], atol=1e-15, what="C_hat")
+    grad_p, grad_q = unit.gradients(P, Q, None, h, delta)
+    assert_close(grad_p, [[0.0, -0.5]], atol=1e-15, what="grad P")
+    # z = delta P^T = (3, 7, 5, 5): grad Q = (3 + 5 + 10, 7 + 5 - 5) / 4
+    assert_close(grad_q, [[18 / 4], [7 / 4]], atol=1e-15, what="grad Q")
+    # the error's scale and mean do not enter P's step (oja's does: C = <delta delta^T> uncentred)
+    assert_close(unit.gradients(P, Q, None, h, 1e-4 * (delta + 11.0))[0], grad_p, atol=1e-12,
+                 what="grad P of a shifted, scaled error")
+    oja_p, _ = rules.get_subspace("oja").gradients(P, Q, None, h, delta)
+    assert np.abs(oja_p - grad_p).max() > 1.0
+
+
+def test_oja_centred_does_not_move_p_without_spread():
+    unit = rules.get_subspace("oja_centred")
+    P, Q, h = np.array([[0.6, 0.8, 0.0]]), np.ones((2, 1)), np.ones((3, 2))
+    for delta in (np.array([[1.0, -2.0, 0.5]]), np.tile([1.0, -2.0, 0.5], (3, 1))):
+        grad_p, _ = unit.gradients(P, Q, None, h[:len(delta)], delta)
+        np.testing.assert_array_equal(grad_p, np.zeros_like(P))
+
+
+def test_oja_centred_finds_the_covariance_subspace_where_a_large_mean_misleads_oja():
+    """Errors = a large constant mean outside the covariance's top-r subspace + noise: Oja's rule on
+    the uncentred <delta delta^T> turns P to the mean, the centred variant to the top-r subspace."""
+    rng = np.random.default_rng(0)
+    n, r = 6, 2
+    basis = np.linalg.qr(rng.normal(size=(n, n)))[0]
+    chol = basis * np.sqrt([4.0, 3.0, 0.3, 0.2, 0.1, 0.1])
+    mean = 5.0 * basis[:, -1]  # along the weakest direction of the covariance
+    P0 = np.linalg.qr(rng.normal(size=(n, r)))[0].T
+    final = {}
+    for name in ("oja", "oja_centred"):
+        unit, P = rules.get_subspace(name), P0.copy()
+        for _ in range(1500):
+            delta = mean + rng.normal(size=(64, n)) @ chol.T
+            P = P - 0.02 * unit.gradients(P, np.zeros((3, r)), None, np.zeros((64, 3)), delta)[0]
+        final[name] = P
+    top = basis[:, :r]
+    assert metrics.principal_angles(final["oja_centred"].T, top).max() < 0.1  # radians
+    assert_close(final["oja_centred"] @ final["oja_centred"].T, np.eye(r), atol=0.05, what="P P^T")
+    assert metrics.principal_angles(final["oja"].T, basis[:, -1:]).min() < 0.1  # oja: the mean

@@ -81,6 +81,7 @@ def _loop_step(w, X, Y, rule, subspace, act, lr, flr, decay):
     size = [len(w["W1"][0])] + [len(w[f"W{l}"]) for l in range(1, L + 1)]
     N = len(X)
     acc = {k: np.zeros_like(v) for k, v in w.items()}
+    errors = []  # every sample's layer errors, for rules that read batch statistics
     for x, y in zip(X, Y):
         h, a = [list(x)], [None]
         for l in range(1, L + 1):
@@ -109,6 +110,7 @@ def _loop_step(w, X, Y, rule, subspace, act, lr, flr, decay):
                     fb = sum(Q[i][q] * z[q] for q in range(len(P)))
                 for_l.append(_fp(a[l][i], act) * fb)
             delta[l] = for_l
+        errors.append(delta)
         for l in range(1, L + 1):
             for i in range(size[l]):
                 for j in range(size[l - 1]):
@@ -119,7 +121,8 @@ def _loop_step(w, X, Y, rule, subspace, act, lr, flr, decay):
                 for j in range(size[l - 1]):
                     for i in range(size[l]):
                         acc[f"B{l}"][j][i] += h[l - 1][j] * delta[l][i] / N
-            if l < L and rule == "dfa" and f"P{L}" in w and subspace in ("local", "oja", "q_only"):
+            if l < L and rule == "dfa" and f"P{L}" in w and subspace in ("local", "oja", "q_only",
+                                                                          "oja_centred"):
                 # the hidden layers act as one stacked layer below the single bottleneck
                 P, Q = w[f"P{L}"], w[f"Q{l}"]
                 for q in range(len(P)):
@@ -134,7 +137,7 @@ def _loop_step(w, X, Y, rule, subspace, act, lr, flr, decay):
                             back = sum(sum(P[p][m] * delta[L][m] for m in range(size[L])) * P[p][k]
                                        for p in range(len(P)))
                             acc[f"P{L}"][q][k] -= z * (delta[L][k] - back) / N
-            if l >= 2 and rule == "ldfa" and subspace in ("local", "oja", "q_only"):
+            if l >= 2 and rule == "ldfa" and subspace in ("local", "oja", "q_only", "oja_centred"):
                 P, Q = w[f"P{l}"], w[f"Q{l}"]
                 for q in range(len(P)):
                     z = sum(P[q][k] * delta[l][k] for k in range(size[l]))
@@ -142,7 +145,7 @@ def _loop_step(w, X, Y, rule, subspace, act, lr, flr, decay):
                     for j in range(size[l - 1]):
                         acc[f"Q{l}"][j][q] += h[l - 1][j] * z / N
                     for k in range(size[l]):
-                        if subspace == "q_only":  # P stays
+                        if subspace in ("q_only", "oja_centred"):  # P stays / after the batch
                             continue
                         if subspace == "local":
                             acc[f"P{l}"][q][k] += u * delta[l][k] / N
@@ -150,13 +153,25 @@ def _loop_step(w, X, Y, rule, subspace, act, lr, flr, decay):
                             back = sum(sum(P[p][m] * delta[l][m] for m in range(size[l])) * P[p][k]
                                        for p in range(len(P)))
                             acc[f"P{l}"][q][k] -= z * (delta[l][k] - back) / N
+    if subspace == "oja_centred":  # P from the batch's centred errors, scaled by the largest unit sd
+        for l in ([L] if rule == "dfa" else range(2, L + 1)):
+            P, n = w[f"P{l}"], size[l]
+            mean = [sum(d[l][k] for d in errors) / N for k in range(n)]
+            top = max(sum((d[l][k] - mean[k]) ** 2 for d in errors) / N for k in range(n))
+            C = [[sum((d[l][k] - mean[k]) * (d[l][j] - mean[j]) for d in errors) / (N * top)
+                  for j in range(n)] for k in range(n)]
+            PC = [[sum(P[q][m] * C[m][k] for m in range(n)) for k in range(n)] for q in range(len(P))]
+            for q in range(len(P)):
+                for k in range(n):
+                    back = sum(sum(PC[q][j] * P[p][j] for j in range(n)) * P[p][k] for p in range(len(P)))
+                    acc[f"P{l}"][q][k] -= PC[q][k] - back
     new = {}
     for k, v in w.items():
         if k.startswith("b"):
             new[k] = v - lr * acc[k]
         elif k.startswith("W"):
             new[k] = v - lr * (acc[k] + decay * v)
-        elif rule == "kp" or (rule in ("ldfa", "dfa") and subspace in ("local", "oja")
+        elif rule == "kp" or (rule in ("ldfa", "dfa") and subspace in ("local", "oja", "oja_centred")
                               and k[0] in "PQ"):
             new[k] = v - flr * (acc[k] + decay * v)
         elif rule in ("ldfa", "dfa") and subspace == "q_only" and k.startswith("Q"):
@@ -173,7 +188,8 @@ def _loop_step(w, X, Y, rule, subspace, act, lr, flr, decay):
 
 CASES = [("bp", None), ("fa", None), ("dfa", None), ("kp", None),
          ("ldfa", "fixed"), ("ldfa", "local"), ("ldfa", "normative"), ("ldfa", "oja"), ("ldfa", "q_only"),
-         ("dfa", "fixed"), ("dfa", "local"), ("dfa", "oja"), ("dfa", "q_only")]
+         ("dfa", "fixed"), ("dfa", "local"), ("dfa", "oja"), ("dfa", "q_only"),
+         ("ldfa", "oja_centred"), ("dfa", "oja_centred")]
 
 
 @pytest.mark.parametrize("act", ["tanh", "relu", "sigmoid"])

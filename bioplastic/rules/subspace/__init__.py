@@ -5,9 +5,10 @@ from .fixed import Fixed
 from .local import Local
 from .normative import Normative
 from .oja import Oja
+from .oja_centred import OjaCentred
 from .q_only import QOnly
 
 #: The built-in subspace rules, in registration order.
-BUILTIN = (Fixed, Normative, Local, Oja, QOnly)
+BUILTIN = (Fixed, Normative, Local, Oja, QOnly, OjaCentred)
 
-__all__ = ["BUILTIN", "Fixed", "Local", "Normative", "Oja", "QOnly", "SubspaceRule"]
+__all__ = ["BUILTIN", "Fixed", "Local", "Normative", "Oja", "OjaCentred", "QOnly", "SubspaceRule"]
