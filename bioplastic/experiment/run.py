@@ -493,6 +493,10 @@ def execute(run: Mapping[str, Any], out_dir: str | os.PathLike, resume: bool = T
     folder = run_folder(out_dir, config.run_id)
     folder.mkdir(parents=True, exist_ok=True)
     with run_lock(folder):
+        # a process SIGKILLed while writing leaves its temporary file (never the file itself, which
+        # os.replace swaps whole); under the lock no other writer exists, so clear them
+        for stale in folder.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
         return _execute(config, run, folder, resume)
 
 
