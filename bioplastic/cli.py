@@ -303,6 +303,25 @@ register_command(
 
 
 # --------------------------------------------------------------------------------------------------
+# report (bioplastic/report owns its arguments and its run)
+# --------------------------------------------------------------------------------------------------
+
+def _run_report(args: argparse.Namespace) -> int:
+    from .report import command
+
+    return command(args.argv, prog="bioplastic report")
+
+
+register_command(
+    "report", "one self-contained HTML page of the latest results of every analysis, with the claims",
+    _no_arguments, _run_report, passthrough=True,
+    description="Gather the latest results folder of each analysis under --results (default results/) "
+                "into one HTML page with figures inlined, tables, configs and, for each claim of the "
+                "paper, whether these runs support it at the scale they were run "
+                "(settings: bioplastic report --help).")
+
+
+# --------------------------------------------------------------------------------------------------
 # summarize (bioplastic/experiment/summarize.py owns its arguments and its run)
 # --------------------------------------------------------------------------------------------------
 
