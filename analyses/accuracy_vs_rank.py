@@ -46,6 +46,10 @@ from bioplastic.experiment.cmdline import parse_command_line
 from bioplastic.experiment.pool import run_tasks
 from bioplastic.experiment.progress import Progress
 
+if str(Path(__file__).resolve().parent) not in sys.path:  # run as a file: the helpers beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _claims import summarize  # noqa: E402
+
 #: Tasks this analysis knows, with their metric.
 TASKS = {"digits": "test_accuracy", "teacher": "relative_error"}
 #: Reference conditions: rule name -> plot label.
@@ -91,15 +95,6 @@ QUICK = {"ranks": (1, 10), "seeds": (0,), "epochs": 2, "jobs": 1}
 def pathway_ranks(r: int, sizes) -> list[int]:
     """Rank of each feedback pathway l = 2..L: r clipped to min(n_{l-1}, n_l)."""
     return [min(int(r), sizes[l - 1], sizes[l]) for l in range(2, len(sizes))]
-
-
-def summarize(values) -> dict:
-    """Mean and sd (ddof = 1; 0 for one value) over the finite values; diverged runs are counted."""
-    v = np.array([np.nan if x is None else x for x in values], dtype=float)
-    ok = v[np.isfinite(v)]
-    return {"mean": float(ok.mean()) if ok.size else None,
-            "sd": float(ok.std(ddof=1)) if ok.size > 1 else 0.0 if ok.size else None,
-            "n": int(ok.size), "diverged": int(v.size - ok.size)}
 
 
 def check(cfg: Config) -> None:

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.brian2
 
 from bioplastic.backends import brian2 as bb  # noqa: E402
 
-#: The documented bound of issue 3, at the default settle time.
+#: The bound the Brian2 backend documents for its default settle time (README, Backends).
 TOLERANCE = 1e-3
 
 #: Every rule this backend builds, as circuits.mlp keyword arguments.

@@ -1,7 +1,7 @@
 r"""Feedback for transformers: the linear maps of attention get feedback, attention itself stays exact.
 
-In a transformer block only the weight matrices are swapped for feedback layers (research/paper.md
-section 2.5): the fused query-key-value projection, the attention output projection and the MLP's
+In a transformer block only the weight matrices are swapped for feedback layers (as in the
+transformer experiments of arXiv 2502.20580): the fused query-key-value projection, the attention output projection and the MLP's
 two maps. Softmax attention, :math:`\mathrm{softmax}(q k^\top/\sqrt{d_h} + M)\,v`, LayerNorm, GELU
 and the residual sums keep their exact autograd backward. For a map :math:`y = x W^\top + b` with
 feedback :math:`B` (in, out) the input receives :math:`g B^\top` (:mod:`.functional`).

@@ -101,7 +101,7 @@ def svd_factors(W: torch.Tensor, rank: int, groups: int) -> tuple[torch.Tensor, 
     """(P, Q) with P_f^T Q_f the best rank-(r/G) approximation of each group's flattened kernel.
 
     With W_f^T = U S V^T: Q_f = (U_r S_r^{1/2})^T, P_f = S_r^{1/2} V_r^T, as in
-    :mod:`bioplastic.circuit.init` (research/paper.md section 2.3).
+    :mod:`bioplastic.circuit.init` (arXiv 2502.20580, "A normative rule for the feedback").
     """
     per = rank // groups
     w = W.reshape(groups, W.shape[0] // groups, -1)

@@ -142,7 +142,7 @@ class FusedQKV(nn.Linear):
 
     It computes exactly what ``nn.Linear`` does. It is a type of its own only so that a feedback
     conversion can tell a fused map from a single one: :func:`bioplastic.torch.convert` gives it
-    three times the rank of a single map (research/paper.md section 2.5: qkv gets 3r).
+    three times the rank of a single map (as in the authors' ViT code for arXiv 2502.20580: the fused qkv map gets 3r).
     """
 
 

@@ -54,7 +54,7 @@ class Local(SubspaceRule):
         # The surrogate's gradients, sum u g^T (u = Q-conv of x) and conv2d_weight(x, z), are sums
         # over positions of pre/post products; both equal contractions of the kernel gradient
         # dW = conv2d_weight(x, g), per group Q_f dW_f^T and P_f dW_f, which cost r C_out C_in k k
-        # per step instead of that much per position (research/paper.md section 2.4).
+        # per step instead of that much per position (the local rule of arXiv 2502.20580, "Learning the feedback with local rules").
         return conv_contractions(P, Q, W, x, g, geometry, grad_w, want_p=True)
 
 

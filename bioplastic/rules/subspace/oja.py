@@ -50,11 +50,18 @@ class Oja(SubspaceRule):
         # P C = N/(H W) sum_positions z g^T (z = P g at every position); Q as in local
         import torch
 
-        groups = geometry.groups
-        n, c_out, h, w = g.shape
-        p = grouped(P, groups)  # (G, r/G, C_out/G)
-        gg = g.reshape(n, groups, c_out // groups, h * w)
-        zz = p @ gg if z is None else z.reshape(n, groups, -1, h * w)
-        pc = (n / (h * w)) * torch.einsum("ngrl,ngcl->grc", zz, gg)
+        p, gg, zz = grouped_error_maps(P, g, geometry.groups, z)
+        n, _, _, hw = gg.shape
+        pc = (n / hw) * torch.einsum("ngrl,ngcl->grc", zz, gg)
         grad_p = (-(pc - pc @ p.transpose(1, 2) @ p)).reshape(P.shape)
         return grad_p, conv_contractions(P, Q, W, x, g, geometry, grad_w, want_p=False)[1]
+
+
+def grouped_error_maps(P, g, groups: int, z=None):
+    """Per-group views of a convolution's error map for Oja-type rules: P as (G, r/G, C_out/G),
+    g (N, C_out, H, W) as (N, G, C_out/G, H W) and the bottleneck z = P g as (N, G, r/G, H W)."""
+    n, c_out, h, w = g.shape
+    p = grouped(P, groups)
+    gg = g.reshape(n, groups, c_out // groups, h * w)
+    zz = p @ gg if z is None else z.reshape(n, groups, -1, h * w)
+    return p, gg, zz

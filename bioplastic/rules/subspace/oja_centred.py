@@ -49,9 +49,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import SubspaceRule, grouped
+from ._base import SubspaceRule
 from .local import Local, conv_contractions
-from .oja import Oja
+from .oja import Oja, grouped_error_maps
 
 
 def centred_covariance(delta: np.ndarray) -> np.ndarray:
@@ -100,15 +100,11 @@ class OjaCentred(SubspaceRule):
         # Q as in local, through the kernel gradient
         import torch
 
-        groups = geometry.groups
-        n, c_out, h, w = g.shape
-        p = grouped(P, groups)  # (G, r/G, C_out/G)
-        gg = g.reshape(n, groups, c_out // groups, h * w)
-        zz = p @ gg if z is None else z.reshape(n, groups, -1, h * w)
+        p, gg, zz = grouped_error_maps(P, g, geometry.groups, z)
         gc = gg - gg.mean(dim=(0, 3), keepdim=True)
         zc = zz - zz.mean(dim=(0, 3), keepdim=True)
         top = (gc * gc).mean(dim=(0, 3)).amax(dim=1)  # (G,)
-        scale = _inverse_or_zero(top) / (n * h * w)
+        scale = _inverse_or_zero(top) / (gg.shape[0] * gg.shape[3])  # N H W rows
         pc = torch.einsum("ngrl,ngcl->grc", zc, gc) * scale[:, None, None]
         grad_p = (-(pc - pc @ p.transpose(1, 2) @ p)).reshape(P.shape)
         return grad_p, conv_contractions(P, Q, W, x, g, geometry, grad_w, want_p=False)[1]
