@@ -170,6 +170,11 @@ def load_task(task) -> Any:
         ds = data.Dataset(x[:n], y[:n], labels[:n], x[n:], y[n:], labels[n:], name="teacher_student",
                           classes=tuple(str(i) for i in range(task.d)),
                           info={"n_in": task.n_in, "d": task.d, "rank": task.rank, "seed": task.seed})
+    elif task.name == "mnist5000":
+        ds = data.load_mnist5000(task.test_fraction, task.split_seed, flatten=task.flatten)
+    elif task.name == "patches":
+        ds = data.load_patches(task.d, task.size, task.n_train, task.n_test, task.test_width, task.seed,
+                               flatten=task.flatten)
     else:
         options = dict(root=task.root, classes=task.classes, flatten=task.flatten, normalize=task.normalize)
         if task.name != "mnist":

