@@ -79,8 +79,21 @@ def test_vit_and_retina_shapes():
     assert retina(torch.randn(2, 1, 32, 32)).shape == (2, 10)
 
 
+def test_cnn_shapes():
+    cnn = make_model("cnn")
+    convs = [(m.in_channels, m.out_channels, m.kernel_size) for m in cnn.modules() if isinstance(m, nn.Conv2d)]
+    assert convs == [(1, 16, (5, 5)), (16, 32, (5, 5))]
+    assert [(m.in_features, m.out_features) for m in cnn.head if isinstance(m, nn.Linear)] == [
+        (32 * 7 * 7, 128), (128, 10)]
+    assert sum(p.numel() for p in cnn.parameters()) == (16 * 25 + 16) + (32 * 16 * 25 + 32) + (
+        1568 * 128 + 128) + (128 * 10 + 10)
+    assert cnn(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        make_model("cnn", image_size=30)
+
+
 def test_bad_model_options():
-    with pytest.raises(ValueError, match="valid options: mlp, vgg, vit, retina_vvs"):
+    with pytest.raises(ValueError, match="valid options: mlp, cnn, vgg, vit, retina_vvs"):
         make_model("resnet")
     with pytest.raises(ValueError, match="patch=5 must divide image_size=32"):
         ViT(patch=5)
@@ -94,6 +107,7 @@ def test_bad_model_options():
 
 @pytest.mark.parametrize("name, options, shape", [
     ("mlp", dict(in_features=48, hidden=(32, 32), out_features=4), (6, 3, 4, 4)),
+    ("cnn", dict(image_size=16, channels=(4, 6), hidden=8, n_classes=4), (6, 1, 16, 16)),
     ("vgg", dict(width=1 / 8, n_classes=4), (6, 3, 16, 16)),
     ("vit", dict(image_size=16, dim=16, depth=2, heads=2, n_classes=4), (6, 3, 16, 16)),
     ("retina_vvs", dict(image_size=16, bottleneck=2, channels=4, hidden=8, n_classes=4),

@@ -279,7 +279,7 @@ class ModelSection(Section):
     """A PyTorch model of bioplastic.torch.models, converted to the feedback rule (torch backend)."""
 
     name: str
-    """A name of bioplastic.torch.models.MODELS (mlp, vgg, vit, retina_vvs)."""
+    """A name of bioplastic.torch.models.MODELS (mlp, cnn, vgg, vit, retina_vvs)."""
     options: dict[str, Any] = {}
     """Keyword arguments of the model; input and class counts default to the task's."""
     exclude: list[str] = []
