@@ -9,15 +9,12 @@ analyses import this file as the plain module ``_claims``.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-
-from bioplastic import experiment
-from bioplastic.circuit.keys import key as weight_key
 
 #: Widths from which ``backend="auto"`` trains on torch float32: 1.6x faster per step than the
 #: reference at width 256 on one core, slower at 128 with inputs of 192 (measured).
@@ -49,55 +46,40 @@ def summarize(values) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------
-# Tasks (cached per process: workers build each once)
+# Runs: every claim analysis trains through the study mechanism (bioplastic.experiment)
 # --------------------------------------------------------------------------------------------------
+#
+# A ``setup`` names the task and the training settings shared by a sweep: ``task`` ("digits", with
+# ``classes`` kept, or "teacher", with ``teacher_in``, ``teacher_out``, ``task_dim``,
+# ``teacher_samples``, ``teacher_noise``, ``task_seed``), ``activation``, ``lr``, ``feedback_lr``,
+# ``epochs``, ``batch_size``, ``depth``, ``backend``. A condition (``cond``) names one network and
+# rule: ``label``, ``rule`` (a registered rule, or ``readout``), ``subspace``, ``rank``, ``width``.
+# Both become a study (:func:`study_mapping`) that :func:`bioplastic.experiment.launch.run_study`
+# runs, or one run that :func:`bioplastic.experiment.run.execute` trains: the analyses, ``bioplastic
+# run`` and the study files under ``studies/`` share one training path.
 
-_CACHE: dict = {}
+SETUP_TASKS = ("digits", "teacher")
 
 
-def teacher_task(n_in: int, n_out: int, task_dim: int, samples: int, noise: float, seed: int):
-    """A linear teacher y = T x + noise of rank ``task_dim`` with ``n_out`` outputs, as a Dataset.
+def task_section(setup: dict) -> dict:
+    """The study's ``[task]`` for ``setup``.
 
-    :func:`bioplastic.data.teacher_student` draws T = A B / sqrt(d) (entries of variance 1, so each
-    output of T x has variance ~ n_in on whitened inputs) and adds N(0, sigma^2) output noise. Here
-    sigma^2 = noise * n_in, and the targets are divided by sqrt(n_in): outputs of variance ~ 1 (the
-    scale of one-hot targets) of which a fraction ~ noise / (1 + noise) is noise. The first 3/4 of
-    the samples train, the rest test.
+    The teacher: :func:`bioplastic.data.teacher_student` draws T = A B / sqrt(k) (outputs of
+    variance ~ n_in on whitened inputs); ``teacher_noise`` is the fraction of the output variance
+    that is noise, N(0, noise * n_in), and the targets are divided by sqrt(n_in) (the study's
+    ``scale``): outputs of variance ~ 1, the scale of one-hot targets. The first 3/4 of the samples
+    train. The digits: the classes 0..classes-1 of the bundled 8x8 digits (stratified split), targets
+    one-hot over all 10 outputs.
     """
-    key = ("teacher", n_in, n_out, task_dim, samples, noise, seed)
-    if key not in _CACHE:
-        from bioplastic import data
-
-        ts = data.teacher_student(n_in, n_out, samples, rank=task_dim,
-                                  noise=float(np.sqrt(noise * n_in)), seed=seed)
-        x, y = ts.x, ts.y / np.sqrt(n_in)
-        n_train = (3 * samples) // 4
-        labels = y.argmax(axis=1)  # a Dataset needs labels; accuracy is not used for regression
-        _CACHE[key] = data.Dataset(
-            x[:n_train], y[:n_train], labels[:n_train], x[n_train:], y[n_train:], labels[n_train:],
-            name="teacher", classes=tuple(str(i) for i in range(n_out)),
-            info={"task_dim": task_dim, "noise": noise, "seed": seed})
-    return _CACHE[key]
-
-
-def digits_task(n_classes: int = 10):
-    """The bundled digits restricted to classes 0..n_classes-1 (the stratified split of
-    :func:`bioplastic.data.load_digits`), targets still one-hot over all 10 outputs: the output
-    dimension stays 10 while the targets span ``n_classes`` dimensions."""
-    key = ("digits", n_classes)
-    if key not in _CACHE:
-        from bioplastic import data
-
-        ds = data.load_digits()
-        if n_classes == 10:
-            _CACHE[key] = ds
-        else:
-            tr, te = ds.labels_train < n_classes, ds.labels_test < n_classes
-            _CACHE[key] = data.Dataset(
-                ds.x_train[tr], ds.y_train[tr], ds.labels_train[tr], ds.x_test[te], ds.y_test[te],
-                ds.labels_test[te], name=f"digits 0-{n_classes - 1}", classes=ds.classes,
-                image_shape=ds.image_shape, info={**ds.info, "classes": list(range(n_classes))})
-    return _CACHE[key]
+    if setup["task"] == "digits":
+        classes = setup.get("classes", 10)
+        return {"name": "digits", **({"classes": classes} if classes != 10 else {})}
+    if setup["task"] == "teacher":
+        return {"name": "teacher_student", "n_in": setup["teacher_in"], "d": setup["teacher_out"],
+                "rank": setup["task_dim"], "samples": setup["teacher_samples"],
+                "noise": float(np.sqrt(setup["teacher_noise"] * setup["teacher_in"])),
+                "seed": setup["task_seed"], "test_fraction": 0.25, "scale": True}
+    raise ValueError(f"unknown task {setup['task']!r}; valid options: {', '.join(SETUP_TASKS)}")
 
 
 def zero_loss(ds) -> float:
@@ -105,9 +87,16 @@ def zero_loss(ds) -> float:
     return 0.5 * float(np.mean(np.sum(ds.y_test ** 2, axis=1)))
 
 
-# --------------------------------------------------------------------------------------------------
-# One training run
-# --------------------------------------------------------------------------------------------------
+def sizes_of(setup: dict, width: int) -> list[int]:
+    """Population sizes of the MLP of ``setup`` at hidden ``width``."""
+    if setup["task"] == "digits":
+        n_in, n_out = 64, 10
+    elif setup["task"] == "teacher":
+        n_in, n_out = setup["teacher_in"], setup["teacher_out"]
+    else:
+        raise ValueError(f"unknown task {setup['task']!r}; valid options: {', '.join(SETUP_TASKS)}")
+    return [n_in] + [int(width)] * setup["depth"] + [n_out]
+
 
 def pathway_ranks(r: int, sizes) -> list[int]:
     """Layer-wise ldfa: rank of each pathway l = 2..L, r clipped to min(n_{l-1}, n_l)."""
@@ -116,56 +105,142 @@ def pathway_ranks(r: int, sizes) -> list[int]:
 
 def backend_for(backend: str, width: int) -> tuple[str, dict]:
     """(backend, build options): ``auto`` is torch float32 from :data:`TORCH_FROM_WIDTH` units on,
-    else the float64 reference; ``torch`` is torch float32; ``reference`` the reference."""
+    the float64 reference below."""
     if backend == "auto":
         backend = "torch" if width >= TORCH_FROM_WIDTH else "reference"
     return backend, ({"dtype": "float32"} if backend == "torch" else {})
 
 
-def train_mlp(ds, sizes, *, rule: str, subspace: str | None = None, rank: int | None = None,
-              activation: str, lr: float, feedback_lr: float, epochs: int, batch_size: int,
-              seed: int, backend: str = "auto") -> dict:
-    """Train one MLP ``sizes`` on ``ds``; the final test metrics (None if training diverged).
+def settings(setup: dict, cond: dict) -> dict:
+    """The dotted study keys of one condition: network, rule and backend.
 
-    ``rule``: a registered rule (``bp``, ``fa``, ``dfa``, ``ldfa``, ...) or ``readout``: ldfa with
-    Q = 0 held fixed, so no error reaches a hidden layer and only the readout learns. ``rank``: for
-    ldfa, clipped per pathway (:func:`pathway_ranks`); for dfa, the broadcast bottleneck (<= the
-    output size); None for the full-rank rules. ``subspace``: how P and Q learn.
-    """
-    import bioplastic
-    import circuits
+    ``readout`` is ldfa with Q = 0 held fixed, so no error reaches a hidden layer and only the
+    readout learns. ldfa's rank is clipped per pathway (:func:`pathway_ranks`, the study's
+    ``clip_rank``); dfa's rank, the broadcast bottleneck, to the output size."""
+    sizes = sizes_of(setup, cond["width"])
+    rule, rank = cond["rule"], cond.get("rank")
+    out: dict = {"circuit.hidden": sizes[1:-1]}
+    if rule == "readout":
+        out.update({"feedback.rule": "ldfa", "feedback.subspace": "fixed", "feedback.rank": 1,
+                    "circuit.zero": ["Q"]})
+    elif rule == "ldfa":
+        out.update({"feedback.rule": "ldfa", "feedback.subspace": cond["subspace"], "feedback.rank": int(rank),
+                    "feedback.clip_rank": True})
+    elif rank is not None:
+        out.update({"feedback.rule": rule, "feedback.subspace": cond["subspace"],
+                    "feedback.rank": min(int(rank), sizes[-1])})
+    else:
+        out["feedback.rule"] = rule
+    name, options = backend_for(setup["backend"], max(sizes[1:-1]))
+    out["backend.name"] = name
+    if "dtype" in options:
+        out["backend.dtype"] = options["dtype"]
+    return out
 
-    readout = rule == "readout"
-    kw: dict = {}
-    if rule == "ldfa":
-        kw = {"rank": pathway_ranks(rank, sizes), "subspace": subspace}
-    elif rule == "dfa" and rank is not None:
-        kw = {"rank": min(int(rank), sizes[-1]), "subspace": subspace}
-    elif readout:
-        kw = {"rank": 1, "subspace": "fixed"}
-    circuit = circuits.mlp(sizes, rule="ldfa" if readout else rule, activation=activation, lr=lr,
-                           feedback_lr=feedback_lr, seed=seed, **kw)
-    name, options = backend_for(backend, max(sizes[1:-1]))
-    runner = bioplastic.build(circuit, backend=name, **options)
-    if readout:
-        runner.set_weights({weight_key("Q", l): np.zeros(circuit.shape(weight_key("Q", l)))
-                            for l in range(2, len(sizes))})
-    experiment.seed_everything(seed)
-    t0 = time.perf_counter()
-    try:
-        hist = experiment.train(runner, ds, epochs, batch_size, seed=seed)
-        diverged = False
-    except FloatingPointError as err:  # reported as diverged, not dropped
-        hist = getattr(err, "history", None) or experiment.History()
-        diverged = True
-    scale = zero_loss(ds)
-    loss, acc = list(hist.test_loss), list(hist.test_accuracy)
-    return {"rule": rule, "subspace": subspace, "rank": rank, "ranks": kw.get("rank"), "seed": seed,
-            "sizes": list(sizes), "backend": name, "diverged": diverged,
-            "test_accuracy": None if diverged or not acc else acc[-1],
-            "test_loss": None if diverged or not loss else loss[-1],
-            "relative_error": None if diverged or not loss else loss[-1] / scale,
-            "seconds": time.perf_counter() - t0}
+
+def _merge_grids(grids: list[dict]) -> list[dict]:
+    """Fewer grids, the same runs: two grids with the same keys that differ in the values of one key
+    only are one grid (a cartesian product stays one when a single factor grows)."""
+    grids = [dict(g) for g in grids]
+    merged = True
+    while merged:
+        merged = False
+        for i, a in enumerate(grids):
+            for j in range(i + 1, len(grids)):
+                b = grids[j]
+                if a.keys() != b.keys():
+                    continue
+                differ = [k for k in a if a[k] != b[k]]
+                if len(differ) == 1:
+                    k = differ[0]
+                    a[k] = a[k] + [v for v in b[k] if v not in a[k]]
+                    del grids[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return grids
+
+
+def study_mapping(setup: dict, conds: list[dict], seeds, name: str, description: str = "") -> dict:
+    """The study (what its TOML file holds) of every condition for every seed: the settings every
+    run shares in their sections, then the conditions as few ``[[grid]]`` s as give exactly them."""
+    points, seen = [], set()
+    for cond in conds:
+        point = settings(setup, cond)
+        key = json.dumps(point, sort_keys=True)
+        if key not in seen:  # two labels for one network (bp at a width the sweep already has)
+            seen.add(key)
+            points.append(point)
+    mapping = {"name": name, "description": description, "seeds": [int(s) for s in seeds],
+               "task": task_section(setup),
+               "circuit": {"activation": setup["activation"]},
+               "optimizer": {"lr": setup["lr"], "feedback_lr": setup["feedback_lr"]},
+               "training": {"epochs": setup["epochs"], "batch_size": setup["batch_size"]},
+               "record": {"relative_error": True}}
+    # a key every condition sets to one value goes in its section; the rest are swept
+    shared = {k: v for k, v in points[0].items()
+              if all(k in p and json.dumps(p[k]) == json.dumps(v) for p in points)}
+    for k, v in shared.items():
+        section, field = k.split(".")
+        mapping.setdefault(section, {})[field] = v
+    mapping["grid"] = _merge_grids([{k: [v] for k, v in p.items() if k not in shared} for p in points])
+    if mapping["grid"] == [{}]:
+        del mapping["grid"]
+    return mapping
+
+
+def _dotted(run: dict, key: str):
+    value = run
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def _record(setup: dict, cond: dict, seed: int, result: dict, lines: list[dict]) -> dict:
+    """One run's numbers as the analyses report them (None where it diverged or failed): the final
+    metrics and, from its per-epoch ``lines``, the curves of test accuracy and relative error."""
+    sizes = sizes_of(setup, cond["width"])
+    line = result.get("metrics") or {}
+    ok = result["state"] == "finished"
+    return {"label": cond["label"], "rule": cond["rule"], "subspace": cond.get("subspace"),
+            "rank": cond.get("rank"), "width": cond["width"], "seed": seed, "sizes": sizes,
+            "ranks": (pathway_ranks(cond["rank"], sizes) if cond["rule"] == "ldfa"
+                      else None if cond.get("rank") is None or cond["rule"] == "readout"
+                      else min(int(cond["rank"]), sizes[-1])),
+            "backend": backend_for(setup["backend"], max(sizes[1:-1]))[0], "run_id": result["run_id"],
+            "state": result["state"], "diverged": result["state"] == "diverged",
+            "error": result.get("error"),
+            **{m: line.get(m) if ok else None for m in ("test_accuracy", "test_loss", "relative_error")},
+            "curve_accuracy": [x["test_accuracy"] for x in lines],
+            "curve_relative_error": [x.get("relative_error") for x in lines],
+            "seconds": line.get("time")}
+
+
+def train_condition(setup: dict, cond: dict, seed: int, out: str | os.PathLike | None = None,
+                    resume: bool = False) -> dict:
+    """Train one condition for one seed, in this process, as a one-run study; its numbers
+    (:func:`_record`). ``out``: the study folder its run folder goes in (``out/runs/<run_id>``);
+    default a temporary folder, removed afterwards."""
+    import tempfile
+
+    from bioplastic.experiment.run import execute, read_metrics, run_folder
+    from bioplastic.experiment.study import make_run_id, study_from_mapping
+
+    point = settings(setup, cond)
+    loaded = study_from_mapping(study_mapping(setup, [cond], [seed], "run"), check=False)
+    run = dict(loaded.runs[0])
+    task = task_section(setup)
+    dim = task.get("classes", task.get("rank", ""))
+    run["run_id"] = make_run_id({"task": f"{task['name']}{dim}", **point}, seed)
+    def go(folder) -> dict:
+        result = execute(run, folder, resume=resume)
+        return _record(setup, cond, seed, result, read_metrics(run_folder(folder, run["run_id"])))
+
+    if out is not None:
+        return go(out)
+    with tempfile.TemporaryDirectory(prefix="bioplastic-") as tmp:
+        return go(tmp)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -204,58 +279,49 @@ RULE_STYLE = {"bp": dict(color="black", ls="-", marker="x"),
 METRICS = ("test_accuracy", "relative_error")
 
 
-def dataset(setup: dict):
-    """The task ``setup`` names: ``{"task": "digits", "classes": k}`` or ``{"task": "teacher",
-    "teacher_in", "teacher_out", "task_dim", "teacher_samples", "teacher_noise", "task_seed"}``."""
-    if setup["task"] == "digits":
-        return digits_task(setup.get("classes", 10))
-    if setup["task"] == "teacher":
-        return teacher_task(setup["teacher_in"], setup["teacher_out"], setup["task_dim"],
-                            setup["teacher_samples"], setup["teacher_noise"], setup["task_seed"])
-    raise ValueError(f"unknown task {setup['task']!r}; valid options: digits, teacher")
-
-
-def train_condition(setup: dict, cond: dict, seed: int) -> dict:
-    """One run of ``cond`` (label, rule, subspace, rank, width) on ``setup``'s task and training
-    settings (activation, lr, feedback_lr, epochs, batch_size, depth, backend)."""
-    ds = dataset(setup)
-    sizes = [ds.n_in] + [cond["width"]] * setup["depth"] + [ds.y_train.shape[1]]
-    res = train_mlp(ds, sizes, rule=cond["rule"], subspace=cond.get("subspace"),
-                    rank=cond.get("rank"), activation=setup["activation"], lr=setup["lr"],
-                    feedback_lr=setup["feedback_lr"], epochs=setup["epochs"],
-                    batch_size=setup["batch_size"], seed=seed, backend=setup["backend"])
-    return {**res, "label": cond["label"], "width": cond["width"]}
-
-
 def run_conditions(setup: dict, conds: list[dict], seeds, jobs: int, desc: str,
-                   progress: bool = True) -> tuple[list[dict], int]:
-    """Every condition for every seed (in worker processes when ``jobs`` > 1); (runs in task
-    order, jobs used). Prints one line per finished run."""
-    from bioplastic.experiment.pool import run_tasks
-    from bioplastic.experiment.progress import Progress
+                   progress: bool = True, out: str | os.PathLike | None = None,
+                   resume: bool = False) -> tuple[list[dict], int]:
+    """Every condition for every seed, as one study (:func:`study_mapping`) run by the study
+    mechanism on the process pool (in this process for one job); (runs in condition-major order,
+    jobs used). The study's folder is ``out`` (a run folder per run, resumable with ``resume``;
+    default a temporary folder). Prints one line per finished run."""
+    import tempfile
 
-    tasks = [(c, s) for c in conds for s in seeds]
-    # widest first: their runs are the longest, started first they balance the workers
-    order = sorted(range(len(tasks)), key=lambda i: -tasks[i][0]["width"])
-    jobs = jobs_for(jobs, len(tasks))
-    metric = "test_accuracy" if setup["task"] == "digits" else "relative_error"
-    bar = Progress(len(tasks), desc=desc, enabled=progress)
-    bar.write(f"{desc} on {setup['task']}: {len(conds)} conditions x {len(seeds)} seeds x "
+    from bioplastic.experiment.launch import run_study
+    from bioplastic.experiment.run import read_metrics, run_folder
+    from bioplastic.experiment.study import study_from_mapping
+
+    loaded = study_from_mapping(study_mapping(setup, conds, seeds, desc))
+    jobs = jobs_for(jobs, len(loaded.runs))
+    def matches(run: dict, point: dict) -> bool:
+        # every key the condition sets, the keys that tell conditions apart at their defaults where it
+        # does not (dfa without a rank is not dfa with one; readout is ldfa fixed with Q zeroed)
+        expected = {"feedback.rank": None, "feedback.clip_rank": False, "circuit.zero": []} | point
+        return all(_dotted(run, k) == v for k, v in expected.items())
+
+    def run_id(cond: dict, seed: int) -> str:
+        point = settings(setup, cond)
+        found = [r["run_id"] for r in loaded.runs if r["seed"] == seed and matches(r, point)]
+        if len(found) != 1:
+            raise RuntimeError(f"condition {cond['label']} seed {seed} matches {len(found)} runs of the study")
+        return found[0]
+
+    header = (f"{desc} on {setup['task']}: {len(conds)} conditions x {len(seeds)} seeds x "
               f"{setup['epochs']} epochs, {jobs} process{'es' if jobs > 1 else ''}")
 
-    def report(_, res):
-        value = res[metric]
-        bar.update(1, res["label"])
-        bar.write(f"  {res['label']:<26} width {res['width']:<4} seed {res['seed']}: {metric} "
-                  f"{'diverged' if value is None else f'{value:.4f}'}  ({res['seconds']:.1f} s)")
+    def go(folder) -> dict:
+        outcome = run_study(loaded, folder, resume=resume, overwrite=not resume,
+                            executor="process" if jobs > 1 else "inprocess", jobs=jobs, progress=progress,
+                            header=header)
+        return {i: (res, read_metrics(run_folder(folder, i))) for i, res in outcome.results.items()}
 
-    # workers import train_condition from the module _claims: this folder is on their sys.path
-    with bar:
-        done = run_tasks(train_condition, [tasks[i] for i in order], jobs, shared=(setup,), on_done=report,
-                         torch=setup["backend"] != "reference")
-    runs: list = [None] * len(tasks)
-    for i, res in zip(order, done):
-        runs[i] = res
+    if out is None:
+        with tempfile.TemporaryDirectory(prefix="bioplastic-") as tmp:
+            results = go(tmp)
+    else:
+        results = go(out)
+    runs = [_record(setup, c, s, *results[run_id(c, s)]) for c in conds for s in seeds]
     return runs, jobs
 
 

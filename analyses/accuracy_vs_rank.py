@@ -29,8 +29,6 @@ Run: ``bioplastic analysis accuracy_vs_rank [--task=teacher --epochs=30 --seeds=
 
 from __future__ import annotations
 
-import importlib
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -41,14 +39,15 @@ import numpy as np
 from pydantic import NonNegativeInt, PositiveInt
 
 from bioplastic import experiment
-from bioplastic.circuit.keys import key as weight_key
 from bioplastic.experiment.cmdline import parse_command_line
-from bioplastic.experiment.pool import run_tasks
-from bioplastic.experiment.progress import Progress
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # run as a file: the helpers beside it
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _claims  # noqa: E402
 from _claims import summarize  # noqa: E402
+
+#: The study's description: this file's first line.
+DESCRIPTION = __doc__.split("\n", 1)[0]
 
 #: Tasks this analysis knows, with their metric.
 TASKS = {"digits": "test_accuracy", "teacher": "relative_error"}
@@ -82,6 +81,7 @@ class Config:
     teacher_samples: PositiveInt = 2000  # split 3:1 into train and test
     task_seed: int = 1000          # not 0: teacher_student(seed=0) would draw W1's first numbers
     out: str = "results/accuracy_vs_rank"
+    resume: bool = False           # continue an interrupted run from the study in OUT/study/
 
 
 #: ``--quick``: two ranks, one seed, two epochs, in this process.
@@ -118,95 +118,49 @@ def check(cfg: Config) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# One run (module level so that worker processes can import it)
+# The task and the study (every run trains through bioplastic.experiment's study mechanism)
 # --------------------------------------------------------------------------------------------------
 
-_DATA: dict = {}
+def setup_of(cfg: Config) -> dict:
+    """The task and training settings every run shares (``_claims.task_section`` says how the
+    teacher's targets are scaled: outputs of unit variance, like the digits' one-hot targets)."""
+    common = {"task": cfg.task, "depth": cfg.depth, "lr": cfg.lr, "feedback_lr": cfg.feedback_lr,
+              "epochs": cfg.epochs, "batch_size": cfg.batch_size, "backend": cfg.backend}
+    if cfg.task == "digits":
+        return {**common, "classes": 10, "activation": cfg.activation}
+    return {**common, "teacher_in": cfg.teacher_in, "teacher_out": cfg.teacher_out,
+            "task_dim": cfg.task_dim, "teacher_samples": cfg.teacher_samples, "teacher_noise": 0.0,
+            "task_seed": cfg.task_seed, "activation": cfg.teacher_activation}
 
 
 def task_data(cfg: Config):
-    """(Dataset, sizes, activation, d, target scale) of the task; cached per process."""
-    key = (cfg.task, cfg.width, cfg.depth, cfg.teacher_in, cfg.teacher_out, cfg.task_dim,
-           cfg.teacher_samples, cfg.task_seed)
-    if key in _DATA:
-        return _DATA[key]
-    from bioplastic import data
+    """(Dataset, sizes, activation, d, target scale) of the task, as the study's runs load it."""
+    from bioplastic.experiment.run import load_task
+    from bioplastic.experiment.study import DigitsTask, TeacherStudentTask
 
-    if cfg.task == "digits":
-        ds = data.load_digits()
-        d, act = ds.n_classes, cfg.activation
-    else:
-        ts = data.teacher_student(cfg.teacher_in, cfg.teacher_out, cfg.teacher_samples,
-                                  rank=cfg.task_dim, seed=cfg.task_seed)
-        # T = A B / sqrt(k) gives outputs of variance n; dividing by sqrt(n) makes it 1, the scale
-        # of the digits' one-hot targets, so one learning rate serves both tasks
-        x, y = ts.x, ts.y / np.sqrt(cfg.teacher_in)
-        n_train = (3 * len(x)) // 4
-        labels = y.argmax(axis=1)  # a Dataset needs labels; accuracy is not used for regression
-        ds = data.Dataset(x[:n_train], y[:n_train], labels[:n_train], x[n_train:], y[n_train:],
-                          labels[n_train:], name="teacher",
-                          classes=tuple(str(i) for i in range(cfg.teacher_out)),
-                          info={"task_dim": cfg.task_dim, "seed": cfg.task_seed})
-        d, act = cfg.task_dim, cfg.teacher_activation
-    sizes = [ds.n_in] + [cfg.width] * cfg.depth + [ds.y_train.shape[1]]
-    # the loss of predicting 0 on the test set, the denominator of the relative error
-    scale = 0.5 * float(np.mean(np.sum(ds.y_test ** 2, axis=1)))
-    _DATA[key] = (ds, sizes, act, d, scale)
-    return _DATA[key]
+    section = _claims.task_section(setup_of(cfg))
+    model = DigitsTask if section["name"] == "digits" else TeacherStudentTask
+    ds = load_task(model(**section))
+    sizes = _claims.sizes_of(setup_of(cfg), cfg.width)
+    d = ds.n_classes if cfg.task == "digits" else cfg.task_dim
+    act = cfg.activation if cfg.task == "digits" else cfg.teacher_activation
+    return ds, sizes, act, d, _claims.zero_loss(ds)
 
 
-def run_one(cfg: Config, label: str, rule: str, subspace: str | None, ranks: list | None,
-            seed: int) -> dict:
-    """Train one condition for one seed; the final metric is ``None`` if training diverged."""
-    import bioplastic
-    import circuits
-
-    ds, sizes, act, _, scale = task_data(cfg)
-    readout_only = rule == "readout"
-    kw = {}
-    if rule == "ldfa" or readout_only:
-        # readout only: ldfa with fixed Q = 0 delivers no error to any hidden layer
-        kw = {"rank": 1 if readout_only else list(ranks),
-              "subspace": "fixed" if readout_only else subspace}
-    circuit = circuits.mlp(sizes, rule="ldfa" if readout_only else rule, activation=act, lr=cfg.lr,
-                           feedback_lr=cfg.feedback_lr, seed=seed, **kw)
-    runner = bioplastic.build(circuit, backend=cfg.backend)
-    if readout_only:
-        runner.set_weights({weight_key("Q", l): np.zeros(circuit.shape(weight_key("Q", l)))
-                            for l in range(2, len(sizes))})
-    experiment.seed_everything(seed)
-    t0 = time.perf_counter()
-    try:
-        hist = experiment.train(runner, ds, cfg.epochs, cfg.batch_size, seed=seed)
-        diverged = False
-    except FloatingPointError as err:  # the run is reported as diverged, not dropped
-        hist = getattr(err, "history", None) or experiment.History()
-        diverged = True
-    acc, loss = list(hist.test_accuracy), list(hist.test_loss)
-    return {"label": label, "rule": rule, "subspace": subspace, "ranks": ranks, "seed": seed,
-            "diverged": diverged,
-            "test_accuracy": None if diverged else acc[-1],
-            "test_loss": None if diverged else loss[-1],
-            "relative_error": None if diverged else loss[-1] / scale,
-            "curve_accuracy": acc, "curve_relative_error": [v / scale for v in loss],
-            "seconds": time.perf_counter() - t0}
+def as_conditions(cfg: Config, conds: list[tuple]) -> list[dict]:
+    """The conditions of :func:`conditions` in the form ``_claims`` trains."""
+    return [{"label": label, "rule": rule, "subspace": sub,
+             "rank": None if ranks is None else int(label.rsplit("-r", 1)[1]), "width": cfg.width}
+            for label, rule, sub, ranks in conds]
 
 
-def _worker(cfg: dict, *args) -> dict:
-    return run_one(Config(**cfg), *args)
-
-
-def _importable_module():
-    """This file imported under its own name, so that spawned workers can unpickle its functions.
-
-    The CLI loads analyses by path under a private module name that a fresh process cannot import;
-    the analyses folder goes on sys.path (which spawned workers inherit) and the file is imported
-    as a plain module. Configs cross as dicts, for the same reason.
-    """
-    folder = str(Path(__file__).resolve().parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    return importlib.import_module(Path(__file__).stem)
+def study(cfg: Config) -> dict:
+    """The sweep as a study mapping (``studies/accuracy_vs_rank.toml`` and
+    ``accuracy_vs_rank_teacher.toml`` are the defaults'): every run this analysis trains."""
+    sizes = _claims.sizes_of(setup_of(cfg), cfg.width)
+    name = "accuracy_vs_rank" + ("" if cfg.task == "digits" else f"_{cfg.task}")
+    return _claims.study_mapping(setup_of(cfg), as_conditions(cfg, conditions(cfg, sizes)), cfg.seeds,
+                                 name, DESCRIPTION + f" ({cfg.task})")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -235,30 +189,14 @@ def run(cfg: Config, progress: bool = True) -> dict:
     ds, sizes, act, d, scale = task_data(cfg)
     notes: list[str] = []
     conds = conditions(cfg, sizes, notes)
-    tasks = [(c, s) for c in conds for s in cfg.seeds]
-    jobs = cfg.jobs or min(os.cpu_count() or 1, len(tasks))
     metric = TASKS[cfg.task]
     t0 = time.perf_counter()
-    bar = Progress(len(tasks), desc="accuracy_vs_rank", enabled=progress)
-    bar.write(f"accuracy vs rank on {cfg.task}: MLP {'-'.join(map(str, sizes))} {act}, "
-              f"{len(conds)} conditions x {len(cfg.seeds)} seeds x {cfg.epochs} epochs, "
-              f"{cfg.backend} backend, {jobs} process{'es' if jobs > 1 else ''}")
-    for note in notes:
-        bar.write(note)
-
-    def report(index, res):
-        value = res[metric]
-        shown = "diverged" if value is None else f"{value:.4f}"
-        bar.update(1, res["label"])
-        bar.write(f"  {res['label']:<22} seed {res['seed']}: {metric} {shown}  "
-                  f"({res['seconds']:.1f} s)")
-
-    # worker processes import the functions by name: this file's importable twin (_importable_module)
-    worker = _importable_module()._worker if jobs > 1 else _worker
-    with bar:
-        runs = run_tasks(worker, [(label, rule, sub, ranks, seed)
-                                  for (label, rule, sub, ranks), seed in tasks],
-                         jobs, shared=(asdict(cfg),), on_done=report, torch=cfg.backend == "torch")
+    if progress:
+        for note in notes:
+            print(note, file=sys.stderr)
+    runs, jobs = _claims.run_conditions(setup_of(cfg), as_conditions(cfg, conds), cfg.seeds, cfg.jobs,
+                                        "accuracy_vs_rank", progress, out=f"{cfg.out}/study",
+                                        resume=cfg.resume)
 
     def stats(label):
         mine = [r for r in runs if r["label"] == label]

@@ -47,6 +47,9 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # run as a file: the h
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _claims  # noqa: E402
 
+#: The study's description: this file's first line.
+DESCRIPTION = __doc__.split("\n", 1)[0]
+
 #: Low-rank conditions: key -> (rule, subspace, plot label, style).
 LINES = {
     "dfa-local": ("dfa", "local", "low-rank dfa, local (P, Q learn)",
@@ -82,6 +85,7 @@ class Config:
     backend: Literal["auto", "reference", "torch"] = "auto"  # auto: the float64 reference below width 256
     jobs: NonNegativeInt = 0       # worker processes; 0: one per core
     out: str = "results/direct_low_rank"
+    resume: bool = False           # continue an interrupted run from the study in OUT/study/
 
 
 #: ``--quick``: two ranks, one seed, three epochs, in this process.
@@ -110,15 +114,26 @@ def conditions(cfg: Config) -> list[dict]:
     return out
 
 
+def setup_of(cfg: Config) -> dict:
+    """The task and training settings every run shares."""
+    return {"task": "digits", "classes": 10, "depth": cfg.depth, "activation": cfg.activation,
+            "lr": cfg.lr, "feedback_lr": cfg.feedback_lr, "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size, "backend": cfg.backend}
+
+
+def study(cfg: Config) -> dict:
+    """The sweep as a study mapping (``studies/direct_low_rank.toml`` is the default's): every run this
+    analysis trains, as ``bioplastic run`` trains it."""
+    return _claims.study_mapping(setup_of(cfg), conditions(cfg), cfg.seeds, "direct_low_rank", DESCRIPTION)
+
+
 def run(cfg: Config, progress: bool = True) -> dict:
     check(cfg)
     t0 = time.perf_counter()
-    setup = {"task": "digits", "classes": 10, "depth": cfg.depth, "activation": cfg.activation,
-             "lr": cfg.lr, "feedback_lr": cfg.feedback_lr, "epochs": cfg.epochs,
-             "batch_size": cfg.batch_size, "backend": cfg.backend}
+    setup = setup_of(cfg)
     conds = conditions(cfg)
-    runs, jobs = _claims.run_conditions(setup, conds, cfg.seeds, cfg.jobs, "direct_low_rank",
-                                        progress)
+    runs, jobs = _claims.run_conditions(setup, conds, cfg.seeds, cfg.jobs, "direct_low_rank", progress,
+                                          out=f"{cfg.out}/study", resume=cfg.resume)
     entries = _claims.summaries(conds, runs)
     return {"task": "digits", "metric": "test_accuracy", "setup": setup,
             "sizes": [64] + [cfg.width] * cfg.depth + [10], "ranks": sorted(set(cfg.ranks)),

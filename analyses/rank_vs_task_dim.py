@@ -68,6 +68,9 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # run as a file: the h
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _claims  # noqa: E402
 
+#: The study's description: this file's first line.
+DESCRIPTION = __doc__.split("\n", 1)[0]
+
 SUBSPACES = ("fixed", "local", "normative", "oja", "q_only")
 TASKS = ("teacher", "digits")
 #: Rules whose feedback subspace adapts to the task; the claim is about these.
@@ -120,6 +123,7 @@ class Config:
     digit_feedback_lr: PositiveFloat = 0.01  # accuracy_vs_rank's
     digit_epochs: PositiveInt = 30  # as accuracy_vs_rank; fewer samples for fewer classes
     out: str = "results/rank_vs_task_dim"
+    resume: bool = False           # reuse the runs an interrupted run left in OUT/study/runs/
 
 
 #: ``--quick``: a tiny teacher and two class subsets, one seed, in this process (~20 s).
@@ -154,25 +158,56 @@ def check(cfg: Config) -> None:
 # Runs (module level so that worker processes can import them)
 # --------------------------------------------------------------------------------------------------
 
-def task_data(cfg: Config, task: str, dim: int, width: int):
-    """(Dataset, sizes, activation, lr, feedback_lr, epochs) of one cell."""
+def setup_of(cfg: Config, task: str, dim: int) -> dict:
+    """The task and training settings of a cell (task, d): see ``_claims.task_section``."""
+    common = {"depth": cfg.depth, "batch_size": cfg.batch_size, "backend": cfg.backend}
     if task == "teacher":
-        ds = _claims.teacher_task(cfg.teacher_in, cfg.teacher_out, dim, cfg.teacher_samples,
-                                  cfg.teacher_noise, cfg.task_seed)
-        return (ds, [cfg.teacher_in] + [width] * cfg.depth + [cfg.teacher_out],
-                cfg.teacher_activation, cfg.teacher_lr, cfg.teacher_feedback_lr, cfg.teacher_epochs)
-    ds = _claims.digits_task(dim)
-    return (ds, [ds.n_in] + [width] * cfg.depth + [10], cfg.digit_activation, cfg.digit_lr,
-            cfg.digit_feedback_lr, cfg.digit_epochs)
+        return {**common, "task": "teacher", "teacher_in": cfg.teacher_in, "teacher_out": cfg.teacher_out,
+                "task_dim": dim, "teacher_samples": cfg.teacher_samples, "teacher_noise": cfg.teacher_noise,
+                "task_seed": cfg.task_seed, "activation": cfg.teacher_activation, "lr": cfg.teacher_lr,
+                "feedback_lr": cfg.teacher_feedback_lr, "epochs": cfg.teacher_epochs}
+    if task == "digits":
+        return {**common, "task": "digits", "classes": dim, "activation": cfg.digit_activation,
+                "lr": cfg.digit_lr, "feedback_lr": cfg.digit_feedback_lr, "epochs": cfg.digit_epochs}
+    raise ValueError(f"unknown task {task!r}; valid options: {', '.join(TASKS)}")
 
 
 def train_cell(cfg: Config, task: str, dim: int, width: int, rule: str, subspace: str | None,
                rank: int | None, seed: int) -> dict:
-    ds, sizes, act, lr, flr, epochs = task_data(cfg, task, dim, width)
-    res = _claims.train_mlp(ds, sizes, rule=rule, subspace=subspace, rank=rank, activation=act,
-                            lr=lr, feedback_lr=flr, epochs=epochs, batch_size=cfg.batch_size,
-                            seed=seed, backend=cfg.backend)
-    return {"task": task, "dim": dim, "width": width, **res}
+    """One run of the cell (task, d, width), through the study mechanism; its folder goes in
+    ``OUT/study/runs/`` (kept, and reused by ``--resume``)."""
+    label = rule if subspace is None else f"{rule}-{subspace}-r{rank}"
+    cond = {"label": label, "rule": rule, "subspace": subspace, "rank": rank, "width": width}
+    res = _claims.train_condition(setup_of(cfg, task, dim), cond, seed, out=f"{cfg.out}/study",
+                                  resume=cfg.resume)
+    return {"task": task, "dim": dim, **res}
+
+
+def study(cfg: Config, task: str) -> dict:
+    """Every run the full search (``search = "full"``) trains on ``task``, as a study mapping
+    (``studies/rank_vs_task_dim_teacher.toml`` and ``..._digits.toml`` are the default's): bp and
+    each rule at every rank of the grid (ranks whose clipped pathway ranks equal a smaller one's
+    left out), swept over the task dimension (``task.rank``: the teacher's; ``task.classes``: the
+    digits kept)."""
+    dims, widths = ((cfg.task_dims, cfg.widths) if task == "teacher" else (cfg.digit_classes, cfg.digit_widths))
+    setup = setup_of(cfg, task, dims[0])
+    conds = []
+    for width in widths:
+        conds.append({"label": "bp", "rule": "bp", "subspace": None, "rank": None, "width": width})
+        sizes, seen = _claims.sizes_of(setup, width), set()
+        for r in sorted(set(cfg.ranks)):
+            ranks = tuple(_claims.pathway_ranks(r, sizes))
+            if ranks not in seen:
+                seen.add(ranks)
+                conds += [{"label": f"ldfa-{s}-r{r}", "rule": "ldfa", "subspace": s, "rank": r, "width": width}
+                          for s in cfg.rules]
+    mapping = _claims.study_mapping(setup, conds, cfg.seeds, f"rank_vs_task_dim_{task}",
+                                    f"{DESCRIPTION} ({task}, full search)")
+    key = "rank" if task == "teacher" else "classes"
+    mapping["task"].pop(key, None)
+    for grid in mapping["grid"]:
+        grid[f"task.{key}"] = list(dims)
+    return mapping
 
 
 def search_ranks(cfg: Config, task: str, dim: int, width: int, subspace: str, seed: int,
@@ -180,7 +215,7 @@ def search_ranks(cfg: Config, task: str, dim: int, width: int, subspace: str, se
     """Train ldfa-``subspace`` at the grid's ranks in increasing order; r* is the first whose error
     is within ``factor`` of ``bp_error``. Ranks whose clipped pathway ranks equal a smaller rank's
     are skipped (they cannot be the smallest)."""
-    _, sizes, *_ = task_data(cfg, task, dim, width)
+    sizes = _claims.sizes_of(setup_of(cfg, task, dim), width)
     runs, seen, r_star = [], set(), None
     for r in sorted(set(cfg.ranks)):
         ranks = tuple(_claims.pathway_ranks(r, sizes))

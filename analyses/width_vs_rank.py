@@ -48,6 +48,9 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # run as a file: the h
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _claims  # noqa: E402
 
+#: The study's description: this file's first line.
+DESCRIPTION = __doc__.split("\n", 1)[0]
+
 SUBSPACES = ("fixed", "local", "normative", "oja", "q_only")
 
 
@@ -76,6 +79,7 @@ class Config:
     teacher_noise: float = 0.02    # error floor, as rank_vs_task_dim
     task_seed: int = 1000
     out: str = "results/width_vs_rank"
+    resume: bool = False           # continue an interrupted run from the study in OUT/study/
 
 
 #: ``--quick``: two widths, one seed, three epochs, in this process.
@@ -120,12 +124,19 @@ def conditions(cfg: Config) -> list[dict]:
     return out
 
 
+def study(cfg: Config) -> dict:
+    """The sweep as a study mapping (``studies/width_vs_rank.toml`` is the default's): every run this
+    analysis trains, as ``bioplastic run`` trains it."""
+    return _claims.study_mapping(setup_of(cfg), conditions(cfg), cfg.seeds, "width_vs_rank", DESCRIPTION)
+
+
 def run(cfg: Config, progress: bool = True) -> dict:
     check(cfg)
     t0 = time.perf_counter()
     setup = setup_of(cfg)
     conds = conditions(cfg)
-    runs, jobs = _claims.run_conditions(setup, conds, cfg.seeds, cfg.jobs, "width_vs_rank", progress)
+    runs, jobs = _claims.run_conditions(setup, conds, cfg.seeds, cfg.jobs, "width_vs_rank", progress,
+                                          out=f"{cfg.out}/study", resume=cfg.resume)
     metric = "test_accuracy" if cfg.task == "digits" else "relative_error"
     return {"task": cfg.task, "metric": metric, "setup": setup, "widths": list(cfg.widths),
             "rank": cfg.rank, "narrow_width": cfg.narrow_width,

@@ -264,3 +264,61 @@ def test_direct_low_rank_rejects_ranks_above_the_output_size():
     module = load("direct_low_rank")
     with pytest.raises(ValueError, match="ranks must be <= 10"):
         module.check(module.Config(ranks=(1, 12)))
+
+
+# --------------------------------------------------------------------------------------------------
+# One mechanism: the analyses train through studies, and ship the study of their default settings
+# --------------------------------------------------------------------------------------------------
+
+SHIPPED = {"qp_ablation": ("qp_ablation", ()), "width_vs_rank": ("width_vs_rank", ()),
+           "direct_low_rank": ("direct_low_rank", ()),
+           "rank_vs_task_dim_teacher": ("rank_vs_task_dim", ("teacher",)),
+           "rank_vs_task_dim_digits": ("rank_vs_task_dim", ("digits",))}
+
+
+@pytest.mark.parametrize("stem", list(SHIPPED))
+def test_shipped_study_is_the_analysis_default(stem):
+    """studies/STEM.toml resolves to exactly the runs the analysis's default settings train."""
+    from bioplastic.experiment.study import load_study, study_from_mapping
+
+    name, args = SHIPPED[stem]
+    module = load(name)
+    shipped = load_study(cli.analyses_dir().parent / "studies" / f"{stem}.toml", check=False)
+    generated = study_from_mapping(module.study(module.Config(), *args), check=False)
+    assert [r["run_id"] for r in shipped.runs] == [r["run_id"] for r in generated.runs]
+    # the same runs; import_path is each study's own folder (where it looks for user modules)
+    assert [{**r, "import_path": None} for r in shipped.runs] == [{**r, "import_path": None}
+                                                                  for r in generated.runs]
+
+
+def test_quick_runs_are_study_runs_and_resume(tmp_path):
+    """qp_ablation --quick keeps one run folder per (condition, seed) under OUT/study; the per-run
+    records are those folders' last metrics; --resume trains nothing again and gives the same."""
+    from bioplastic.experiment.run import read_metrics, read_status
+
+    first, saved = run_quick("qp_ablation", tmp_path)
+    folders = sorted((tmp_path / "study" / "runs").iterdir())
+    assert len(folders) == len(saved["runs"])
+    for rec in saved["runs"]:
+        folder = tmp_path / "study" / "runs" / rec["run_id"]
+        assert read_status(folder)["state"] == "finished"
+        assert rec["test_accuracy"] == read_metrics(folder)[-1]["test_accuracy"]
+    stamps = {f.name: (f / "metrics.jsonl").stat().st_mtime_ns for f in folders}
+    again, _ = run_quick("qp_ablation", tmp_path, "--resume=true")
+    assert [r["test_accuracy"] for r in again["runs"]] == [r["test_accuracy"] for r in first["runs"]]
+    assert {f.name: (f / "metrics.jsonl").stat().st_mtime_ns for f in folders} == stamps
+
+
+def test_digit_subsets_keep_ten_outputs():
+    from bioplastic import data
+    from bioplastic.experiment.run import load_task
+    from bioplastic.experiment.study import DigitsTask
+
+    full = data.load_digits()
+    sub = load_task(DigitsTask(classes=3))
+    assert sub.y_train.shape[1] == 10 and set(sub.labels_train) == {0, 1, 2}
+    keep = full.labels_test < 3
+    np.testing.assert_array_equal(sub.x_test, full.x_test[keep])
+    assert sub.x_train.shape[0] == int(np.sum(full.labels_train < 3))
+    with pytest.raises(ValueError, match=r"1\.\.10"):
+        full.subset(11)

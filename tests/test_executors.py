@@ -279,3 +279,39 @@ def test_a_preempted_submitit_job_is_requeued_and_resumes(tmp_path, monkeypatch)
 
         os.kill(int(marker.read_text()), LocalJobEnvironment._usr_sig())
         assert future.result(timeout=60) == "resumed"
+
+
+# ------------------------------------------------------------------------------------ --executor-option
+
+def test_executor_options_are_read_as_toml_values():
+    from bioplastic.experiment.launch import parse_options
+
+    got = parse_options(["mem_gb=4", "timeout_min=90", "slurm_partition=cpu", "retries=2", "x=0.5",
+                         "flag=true", 'name="a b"', "slurm_additional_parameters={qos = \"low\"}"])
+    assert got == {"mem_gb": 4, "timeout_min": 90, "slurm_partition": "cpu", "retries": 2, "x": 0.5,
+                   "flag": True, "name": "a b", "slurm_additional_parameters": {"qos": "low"}}
+    for bad in ("mem_gb", "=4", "two words=1"):
+        with pytest.raises(ValueError, match="KEY=VALUE"):
+            parse_options([bad])
+
+
+def test_run_passes_executor_options_and_names_a_bad_one(tmp_path, capsys):
+    """submitit's debug cluster takes Slurm-like parameters from the command line; an executor that
+    takes no such option is refused before anything trains, naming it."""
+    pytest.importorskip("submitit")
+    from bioplastic import cli
+
+    study = tmp_path / "grid.toml"
+    study.write_text(GRID.replace('name = "torch"', 'name = "reference"').replace("seeds = [0, 1]", "seeds = [0]"))
+    code = cli.main(["run", str(study), "--out", str(tmp_path / "sub"), "--executor", "submitit", "-q",
+                     "--executor-option", "cluster=debug", "--executor-option", "timeout_min=5",
+                     "--executor-option", "mem_gb=1"])
+    assert code == 0
+    assert len(list((tmp_path / "sub" / "runs").iterdir())) == 2
+    code = cli.main(["run", str(study), "--out", str(tmp_path / "in"), "--executor", "inprocess", "-q",
+                     "--executor-option", "mem_gb=1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "mem_gb" in err and "inprocess" in err
+    assert not (tmp_path / "in" / "runs").exists()
+    code = cli.main(["run", str(study), "--executor-option", "oops", "-q"])
+    assert code == 2 and "KEY=VALUE" in capsys.readouterr().err

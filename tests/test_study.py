@@ -37,6 +37,7 @@ from bioplastic.experiment.study import (
     load_study,
     make_run_id,
     resolve,
+    study_from_mapping,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -628,21 +629,26 @@ def test_demo_study_gives_the_demo_numbers(tmp_path):
 @pytest.mark.parametrize("study, task", [("accuracy_vs_rank.toml", "digits"),
                                          ("accuracy_vs_rank_teacher.toml", "teacher")])
 def test_rank_study_gives_the_analysis_numbers(study, task, tmp_path):
+    """The shipped study is the analysis's default sweep, run for run, and a run of it gives the
+    numbers the analysis reports for that condition."""
     sys.path.insert(0, str(ROOT / "analyses"))
     try:
+        import _claims
         import accuracy_vs_rank as avr
     finally:
         sys.path.remove(str(ROOT / "analyses"))
+    generated = study_from_mapping(avr.study(avr.Config(task=task)), check=False).runs
+    shipped = load_study(STUDIES / study, check=False).runs
+    assert [{**r, "import_path": None} for r in shipped] == [{**r, "import_path": None} for r in generated]
     runs = {r["run_id"]: r for r in _shortened(STUDIES / study)}
     cfg = avr.Config(task=task, epochs=2, seeds=(0,))
-    _, sizes, *_ = avr.task_data(cfg)
-    conditions = {c[0]: c for c in avr.conditions(cfg, sizes)}
+    conditions = {c["label"]: c for c in avr.as_conditions(cfg, avr.conditions(cfg, avr.task_data(cfg)[1]))}
     pairs = {"rule=fa,seed=0": "fa", "rule=ldfa,subspace=fixed,rank=1,zero=Q,seed=0": "readout",
-             "rule=ldfa,subspace=oja,rank=16,seed=0": "ldfa-oja-r16"}
+             "rule=ldfa,subspace=oja,rank=16,clip_rank=true,seed=0": "ldfa-oja-r16"}
     for run_id, label in pairs.items():
         execute(runs[run_id], tmp_path)
         study_lines = read_metrics(tmp_path / "runs" / run_id)
-        analysis = avr.run_one(cfg, *conditions[label], 0)
+        analysis = _claims.train_condition(avr.setup_of(cfg), conditions[label], 0)
         assert [line["test_accuracy"] for line in study_lines] == analysis["curve_accuracy"], run_id
         if task == "teacher":
             assert [line["relative_error"] for line in study_lines] == analysis["curve_relative_error"]
@@ -702,3 +708,71 @@ def test_the_readme_study_is_the_shipped_file():
     assert block.strip() == body
     loaded = load_study(STUDIES / "rank_sweep.toml")
     assert len(loaded.runs) == 24 and loaded.runs[-1]["run_id"] == "rule=ldfa,subspace=local,rank=10,seed=2"
+
+
+# --------------------------------------------------------------------------------------------------
+# [record] snapshots: weights and activity, checked against the checkpoint and a forward pass by hand
+# --------------------------------------------------------------------------------------------------
+
+def test_weight_and_activity_snapshots_of_a_circuit(tmp_path):
+    from bioplastic.experiment.run import execute, load_checkpoint
+
+    text = TINY.replace("seeds = [0, 1]", "seeds = [0]").replace(
+        "relative_error = true", "relative_error = true\nweights_every = 1\nactivity_every = 2\nactivity_samples = 7")
+    loaded = load_study(write(tmp_path, text))
+    run = loaded.runs[0]
+    execute(run, tmp_path / "out")
+    folder = tmp_path / "out" / "runs" / run["run_id"]
+    snaps = sorted(p.name for p in (folder / "snapshots").iterdir())
+    assert snaps == ["activity_0000.npz", "activity_0002.npz", "weights_0000.npz", "weights_0001.npz",
+                     "weights_0002.npz", "weights_0003.npz"]
+    final = np.load(folder / "snapshots" / "weights_0003.npz")
+    saved = load_checkpoint(folder / "checkpoint.pt")["state"]["weights"]
+    assert set(final.files) == set(saved) and {"W1", "W2", "P2", "Q2"} <= set(final.files)
+    for k in saved:
+        np.testing.assert_array_equal(final[k], saved[k])
+    # the activity at epoch 2: the rates of the 7 probe digits under that epoch's weights, by hand
+    w = np.load(folder / "snapshots" / "weights_0002.npz")
+    act = np.load(folder / "snapshots" / "activity_0002.npz")
+    from bioplastic import data
+
+    ds = data.load_digits()
+    x = ds.x_test[:7]
+    assert loaded.runs[0]["circuit"]["activation"] == "relu"
+    h1 = np.maximum(x @ w["W1"].T + (w["b1"] if "b1" in w.files else 0), 0.0)
+    np.testing.assert_allclose(act["h1"], h1, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(act["h2"], h1 @ w["W2"].T + (w["b2"] if "b2" in w.files else 0), rtol=1e-12,
+                               atol=1e-12)
+    np.testing.assert_array_equal(act["labels"], ds.labels_test[:7])
+    assert not np.allclose(np.load(folder / "snapshots" / "weights_0000.npz")["W1"], w["W1"])
+
+
+def test_activity_snapshot_of_a_model_names_its_layers(tmp_path):
+    from bioplastic.experiment.run import execute
+
+    text = """
+name = "m"
+seeds = [0]
+[task]
+name = "digits"
+flatten = false
+[model]
+name = "cnn"
+options = {image_size = 8, channels = [3, 4], hidden = 8}
+[feedback]
+rule = "ldfa"
+rank = 2
+clip_rank = true
+[backend]
+name = "torch"
+[training]
+epochs = 1
+[record]
+activity_every = 1
+activity_samples = 5
+"""
+    run = load_study(write(tmp_path, text)).runs[0]
+    execute(run, tmp_path / "out")
+    act = np.load(tmp_path / "out" / "runs" / run["run_id"] / "snapshots" / "activity_0001.npz")
+    assert act["features.0"].shape == (5, 3, 8, 8) and act["features.3"].shape == (5, 4, 4, 4)
+    assert act["head.1"].shape == (5, 8) and act["head.3"].shape == (5, 10)

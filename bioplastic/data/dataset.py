@@ -149,6 +149,19 @@ class Dataset:
                 xb = augment(xb.reshape((len(idx),) + tuple(self.image_shape)), rng).reshape(shape)
             yield xb, y[idx]
 
+    def subset(self, n_classes: int) -> Dataset:
+        """The samples of classes 0..n_classes-1, train and test; targets keep all
+        ``len(classes)`` outputs (one-hot), so the output dimension is unchanged while the targets
+        span ``n_classes`` dimensions."""
+        k = len(self.classes)
+        if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or not 1 <= n_classes <= k:
+            raise ValueError(f"{self.name}: n_classes must be an int in 1..{k}; got {n_classes!r}")
+        tr, te = self.labels_train < n_classes, self.labels_test < n_classes
+        return Dataset(self.x_train[tr], self.y_train[tr], self.labels_train[tr], self.x_test[te],
+                       self.y_test[te], self.labels_test[te], name=f"{self.name} 0-{n_classes - 1}",
+                       classes=self.classes, image_shape=self.image_shape,
+                       info={**self.info, "classes": list(range(n_classes))})
+
     def __repr__(self) -> str:
         return (f"Dataset({self.name!r}, train {self.x_train.shape}, test {self.x_test.shape}, "
                 f"{self.n_classes} classes)")

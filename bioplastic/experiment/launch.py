@@ -252,6 +252,24 @@ def summary_line(outcome: StudyOutcome) -> str:
 # bioplastic run
 # --------------------------------------------------------------------------------------------------
 
+def parse_options(items) -> dict[str, Any]:
+    """``["mem_gb=4", "slurm_partition=gpu"]`` -> ``{"mem_gb": 4, "slurm_partition": "gpu"}``: each
+    value read as a TOML value (int, float, boolean, quoted string, array), else kept as text."""
+    import tomllib
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ValueError(f"expected KEY=VALUE with KEY a name, got {item!r}")
+        try:
+            out[key] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = value
+    return out
+
+
 def configure(parser) -> None:
     """The arguments of ``bioplastic run``."""
     from .executors import KINDS
@@ -269,6 +287,12 @@ def configure(parser) -> None:
                         help="runs at once (default: one per core)")
     parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                         help="a running Dask scheduler (with --executor dask)")
+    parser.add_argument("--executor-option", action="append", default=[], metavar="KEY=VALUE",
+                        dest="executor_options",
+                        help="an option of the executor, repeatable; VALUE read as a TOML value "
+                             "(int, float, true/false) else as text. submitit: timeout_min, mem_gb, "
+                             "cpus_per_task, slurm_partition, slurm_account, ... ; dask: LocalCluster "
+                             "options, retries; process: context (spawn, forkserver)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     parser.add_argument("--check", action="store_true",
                         help="check the study file and list its runs; train nothing")
@@ -298,6 +322,11 @@ def command(args, stream=None) -> int:
         print("bioplastic run: --scheduler is for --executor dask", file=sys.stderr)
         return 2
     try:
+        executor_options = parse_options(getattr(args, "executor_options", []))
+    except ValueError as err:
+        print(f"bioplastic run: --executor-option: {err}", file=sys.stderr)
+        return 2
+    try:
         loaded = load_study(args.study)
     except StudyError as err:
         print(err.message(), file=sys.stderr)
@@ -312,9 +341,15 @@ def command(args, stream=None) -> int:
         return 0
     try:
         outcome = run_study(loaded, out, resume=args.resume, executor=args.executor, jobs=args.jobs,
-                            scheduler=args.scheduler, progress=not args.quiet)
+                            scheduler=args.scheduler, progress=not args.quiet,
+                            executor_options=executor_options)
     except StudyError as err:
         print(err.message(), file=sys.stderr)
+        return 2
+    except TypeError as err:  # an option the executor does not take
+        if not executor_options:
+            raise
+        print(f"bioplastic run: --executor-option for --executor {args.executor}: {err}", file=sys.stderr)
         return 2
     except ImportError as err:  # an executor of the optional extra that is not installed
         print(f"bioplastic run: {err}", file=sys.stderr)

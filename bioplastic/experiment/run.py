@@ -35,6 +35,7 @@ import contextlib
 import datetime as _dt
 import functools
 import importlib
+import io
 import json
 import math
 import os
@@ -78,6 +79,8 @@ DONE = ("finished", "diverged")
 CHECKPOINT_FORMAT = 1
 #: The files of a run's folder.
 CONFIG, METRICS, STATUS, CHECKPOINT, LOG = "config.json", "metrics.jsonl", "status.json", "checkpoint.pt", "log.txt"
+#: The run folder's subfolder of ``[record]`` snapshots (weights_EPOCH.npz, activity_EPOCH.npz).
+SNAPSHOTS = "snapshots"
 #: The lock file held while a process trains the run (see :func:`run_lock`).
 LOCK = ".lock"
 
@@ -157,6 +160,8 @@ def load_task(task) -> Any:
 
     if task.name == "digits":
         ds = data.load_digits(task.test_fraction, task.split_seed, flatten=task.flatten)
+        if task.classes is not None and task.classes < 10:
+            ds = ds.subset(task.classes)
     elif task.name == "teacher_student":
         from .study import _n_train
 
@@ -343,6 +348,56 @@ class Job:
                                                                      ds.labels_train)
         if rec.alignment or rec.weight_norms:
             out.update(self._model_measures() if self.model is not None else self._circuit_measures())
+        return out
+
+    # ----------------------------------------------------------------- snapshots
+    def snapshot(self, epoch: int, folder: Path) -> list[Path]:
+        """Write the ``[record]`` snapshots due at ``epoch`` (weights, activity) into
+        ``folder/snapshots``, each atomically; the paths written."""
+        rec, written = self.config.record, []
+        due = [(kind, every) for kind, every in (("weights", rec.weights_every), ("activity", rec.activity_every))
+               if every is not None and epoch % every == 0]
+        for kind, _ in due:
+            arrays = self._weight_arrays() if kind == "weights" else self._activity()
+            buffer = io.BytesIO()
+            np.savez(buffer, **arrays)
+            path = folder / SNAPSHOTS / f"{kind}_{epoch:04d}.npz"
+            path.parent.mkdir(exist_ok=True)
+            write_bytes(path, buffer.getvalue())
+            written.append(path)
+        return written
+
+    def _weight_arrays(self) -> dict[str, np.ndarray]:
+        if self.model is not None:
+            return {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()}
+        return {k: np.asarray(v) for k, v in self.runner.get_weights().items()}
+
+    def _activity(self) -> dict[str, np.ndarray]:
+        ds = self.dataset
+        n = min(self.config.record.activity_samples, len(ds.x_test))
+        probe = ds.x_test[:n]
+        out = {"labels": np.asarray(ds.labels_test[:n])}
+        if self.model is None:
+            from ..rules._base import forward
+
+            # the rates of the rule's forward pass with the runner's current weights: the same on
+            # every backend (Brian2's settled rates agree with it to the equivalence tolerance)
+            _, h = forward(self.runner.get_weights(), np.asarray(probe, dtype=np.float64),
+                           self.circuit.n_layers, self.circuit.activation)
+            out.update({f"h{l}": h[l] for l in range(1, len(h))})
+            return out
+        from ..torch.convert import FEEDBACK_TYPES
+
+        found: dict[str, np.ndarray] = {}
+        hooks = [m.register_forward_hook(lambda _m, _i, y, name=name: found.__setitem__(
+                     name, y.detach().cpu().numpy().astype(np.float64)))
+                 for name, m in self.model.named_modules() if isinstance(m, FEEDBACK_TYPES)]
+        try:
+            self.runner.predict(probe)
+        finally:
+            for h in hooks:
+                h.remove()
+        out.update(found)
         return out
 
     def _circuit_measures(self) -> dict[str, float]:
@@ -541,6 +596,8 @@ def _execute(config: RunConfig, run: dict, folder: Path, resume: bool) -> dict:
         for name in (METRICS, CHECKPOINT, STATUS, LOG):
             with contextlib.suppress(FileNotFoundError):
                 (folder / name).unlink()
+        for old in (folder / SNAPSHOTS).glob("*.npz"):  # a fresh start's snapshots are its own
+            old.unlink()
         write_json(saved, {"run_id": config.run_id, "seed": config.seed, "config": run, **_provenance(),
                            "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}, fsync=True)
     uses_torch = config.model is not None or config.backend.name == "torch"
@@ -594,6 +651,7 @@ def _train(config: RunConfig, folder: Path, resume: bool, log: RunLog) -> dict:
         line = {"epoch": epoch, **record, **job.measures(record)}
         append_jsonl(metrics, line)
         lines.append(to_jsonable(line))  # as written: non-finite values are null
+        job.snapshot(epoch, folder)
         if epoch and every and (epoch % every == 0 or epoch == epochs):
             save_checkpoint(checkpoint, {"run_id": config.run_id, "epoch": epoch, "state": job.state(),
                                          "rng": rng_states(data_rng), "metrics": list(lines)})
@@ -614,6 +672,6 @@ def _train(config: RunConfig, folder: Path, resume: bool, log: RunLog) -> dict:
     return _result(config.run_id, folder)
 
 
-__all__ = ["CHECKPOINT", "CONFIG", "DONE", "Job", "LOCK", "LOG", "METRICS", "ModelRunner", "STATES", "STATUS",
-           "execute", "load_checkpoint", "load_task", "lr_factor", "preload", "read_metrics", "read_status",
+__all__ = ["CHECKPOINT", "CONFIG", "DONE", "Job", "LOCK", "LOG", "METRICS", "ModelRunner", "SNAPSHOTS", "STATES",
+           "STATUS", "execute", "load_checkpoint", "load_task", "lr_factor", "preload", "read_metrics", "read_status",
            "rng_states", "run_folder", "run_lock", "save_checkpoint", "set_rng_states", "task_key"]

@@ -130,6 +130,9 @@ class DigitsTask(Section):
     """Seed of the train/test split (the same for every run, so seeds vary only the learner)."""
     flatten: bool = True
     """Inputs as vectors (64); false: images (1, 8, 8), for convolutional models."""
+    classes: int | None = Field(None, ge=1, le=10)
+    """Keep the digits 0..classes-1 (train and test); the targets stay one-hot over all 10 outputs,
+    so the output dimension is 10 while the targets span ``classes`` dimensions."""
 
 
 class TeacherStudentTask(Section):
@@ -401,6 +404,16 @@ class RecordSection(Section):
     """Accuracy (and loss) on the whole training set: train_accuracy, train_loss_full."""
     weight_norms: bool = False
     """Frobenius norm of every forward weight matrix: norm_W1, norm_W2, ..."""
+    weights_every: PositiveInt | None = None
+    """Every this many epochs (and at epoch 0), save every weight, forward and feedback (a
+    [model]: its state dict), as snapshots/weights_EPOCH.npz in the run folder."""
+    activity_every: PositiveInt | None = None
+    """Every this many epochs (and at epoch 0), save the activity on a fixed probe, the first
+    ``activity_samples`` test inputs, as snapshots/activity_EPOCH.npz: a circuit's rates h1..hL of
+    every population; a [model]'s outputs of every weight layer (pre-activations), by module name.
+    ``labels`` holds the probe's classes."""
+    activity_samples: PositiveInt = 100
+    """Test inputs in the activity probe."""
 
 
 class Settings(Section):
