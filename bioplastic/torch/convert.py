@@ -20,7 +20,7 @@ from torch.nn.utils import parametrize
 
 from .attention import FeedbackMultiheadAttention, convert_fused_qkv, convert_multihead_attention
 from .conv import FeedbackConv2d, convert_conv2d
-from .linear import FeedbackLinear, FeedbackSpec, FusedQKV, takes_rank
+from .linear import FeedbackLinear, FeedbackSpec, FusedQKV, check_refactor_every, takes_rank
 
 #: factory(module, spec, generator, name) -> replacement; ``spec`` still needs
 #: ``spec.for_layer(n_in, n_out, f"layer {name!r}")`` to check or clip the rank.
@@ -98,7 +98,8 @@ def _check_names(what: str, names: Collection[str], valid: Collection[str]) -> N
 
 def convert(model: nn.Module, rule: str = "ldfa", rank: int | Mapping[str, int] | None = None,
             subspace: str = "local", exclude: Collection[str] = (), seed: int = 0,
-            clip_rank: bool = False, inplace: bool = False, unsupported: str = "error") -> nn.Module:
+            clip_rank: bool = False, inplace: bool = False, unsupported: str = "error",
+            refactor_every: int | None = None) -> nn.Module:
     """Replace every layer with a converter (``nn.Linear``: :class:`FeedbackLinear`), recursively.
 
     Parameters
@@ -127,6 +128,11 @@ def convert(model: nn.Module, rule: str = "ldfa", rank: int | Mapping[str, int] 
     unsupported : {"error", "bp"}
         What to do with weight layers no converter handles (:func:`unsupported_layers`): raise,
         naming them and the supported types, or leave them on exact backprop.
+    refactor_every : int, optional
+        Reset every converted layer's P and Q to the truncated SVD of its W every this many
+        training steps (:meth:`FeedbackLinear.set_refactor_every`,
+        :meth:`FeedbackConv2d.set_refactor_every`); only for ``ldfa`` with a subspace rule that
+        reads W (``normative``). The authors of arXiv 2502.20580 use ``len(loader) // 2``.
 
     Returns
     -------
@@ -161,8 +167,9 @@ def convert(model: nn.Module, rule: str = "ldfa", rank: int | Mapping[str, int] 
             raise ValueError(f"rank dict gives no rank for {missing}; give every converted layer "
                              "a rank, or exclude it")
     # checks rule, subspace and rank presence once, before anything is copied
-    FeedbackSpec(rule, 1 if isinstance(rank, Mapping) and takes_rank(rule) else rank, subspace,
-                 clip_rank)
+    checked = FeedbackSpec(rule, 1 if isinstance(rank, Mapping) and takes_rank(rule) else rank,
+                           subspace, clip_rank)
+    check_refactor_every(refactor_every, checked.learning_rule, f"convert(rule={rule!r})")
 
     if not inplace:
         model = copy.deepcopy(model)
@@ -173,6 +180,11 @@ def convert(model: nn.Module, rule: str = "ldfa", rank: int | Mapping[str, int] 
         r = rank[name] if isinstance(rank, Mapping) else rank
         spec = FeedbackSpec(rule, r, subspace, clip_rank)
         new[id(module)] = CONVERTERS[type(module)](module, spec, generator, name)
+    if refactor_every is not None:
+        for replacement in new.values():
+            for m in replacement.modules():
+                if isinstance(m, (FeedbackLinear, FeedbackConv2d)) and m.rank is not None:
+                    m.set_refactor_every(refactor_every)
 
     if id(model) in new:
         return new[id(model)]

@@ -13,6 +13,12 @@ low_rank   Parameters ``P`` (r, out) and ``Q`` (in, r), B = QP, moved by the sub
            never receives a gradient (it stays in ``parameters()`` and the ``state_dict`` so every
            low-rank layer has the same attributes)
 =========  ===================================================================================
+
+A low-rank layer whose subspace rule reads W (``normative``, whose fixed point is the truncated SVD
+of W^T) can also be *refactorised* periodically, as the authors of arXiv 2502.20580 do twice an
+epoch: with ``refactor_every = n`` (:meth:`FeedbackLinear.set_refactor_every`), P and Q are reset
+to the truncated SVD of W^T at the first training forward after every n backward passes, the same
+schedule as :class:`bioplastic.torch.conv.FeedbackConv2d`'s.
 """
 
 from __future__ import annotations
@@ -56,15 +62,16 @@ class FeedbackSpec:
     rank : int, optional
         Feedback rank r (rules that take one: ``ldfa``); must lie in 1..min(in, out) unless
         ``clip_rank``.
-    subspace : str
-        Subspace rule of a low-rank rule, a key of :data:`bioplastic.rules.SUBSPACES`.
+    subspace : str, optional
+        Subspace rule of a low-rank rule, a key of :data:`bioplastic.rules.SUBSPACES`; rules without
+        a rank ignore it, so None is allowed for them (a study run without a rank resolves it to None).
     clip_rank : bool
         Use min(r, in, out) instead of raising when r is too large (the authors' behaviour).
     """
 
     rule: str = "ldfa"
     rank: int | None = None
-    subspace: str = "local"
+    subspace: str | None = "local"
     clip_rank: bool = False
 
     def __post_init__(self):
@@ -76,7 +83,7 @@ class FeedbackSpec:
         cls = RULES[self.rule]
         if cls.topology == "direct":
             raise ValueError(direct_hint(self.rule))
-        if self.subspace not in SUBSPACES:
+        if self.subspace not in SUBSPACES and not (self.subspace is None and cls.rank == "none"):
             raise ValueError(f"unknown subspace {self.subspace!r}; valid options: {', '.join(SUBSPACES)}")
         if cls.rank == "required" and self.rank is None:
             raise ValueError(f"rule {self.rule!r} needs rank=r (an int, or a dict {{module name: r}} "
@@ -108,6 +115,29 @@ class FeedbackSpec:
                                  "clip_rank=True to use min(r, in, out)")
             r = hi
         return replace(self, rank=int(r))
+
+
+def refactorable() -> list[str]:
+    """Subspace rules whose fixed point is the SVD of W (they read it): ``refactor_every`` applies."""
+    return [n for n, s in SUBSPACES.items() if s.reads_forward_weight]
+
+
+def check_refactor_every(n, rule: Rule, where: str) -> int | None:
+    """``n`` checked as a refactorisation period for a layer with rule object ``rule``.
+
+    None passes; otherwise ``n`` must be a positive int and the layer low rank with a subspace rule
+    that reads W (:func:`refactorable`). Raises ValueError naming ``where`` and the valid options.
+    """
+    if n is None:
+        return None
+    subspace = rule.subspace.name if rule.form == "low_rank" else None
+    if rule.form != "low_rank" or subspace not in refactorable():
+        raise ValueError(f"refactor_every is an option of low-rank feedback with a subspace rule that "
+                         f"reads W ({', '.join(map(repr, refactorable()))}: the SVD is its fixed point); "
+                         f"{where} has rule {rule.name!r}, subspace {subspace!r}")
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"refactor_every must be a positive int or None; got {n!r}")
+    return int(n)
 
 
 def unknown_form(rule: Rule) -> ValueError:
@@ -165,11 +195,20 @@ class FeedbackLinear(nn.Module):
         Source of the initial weights and feedback (the global generator when omitted).
     device, dtype : optional
         As for ``nn.Linear``; ``device="meta"`` skips initialisation (``torch.nn.utils.skip_init``).
+    refactor_every : int, optional
+        Periodic SVD refactorisation (attribute below); None: never.
 
     Attributes
     ----------
     learning_rule : bioplastic.rules.Rule
         The rule object whose math the backward pass applies.
+    refactor_every : int or None
+        Low rank with a subspace rule that reads W (``normative``): reset (P, Q) to the truncated
+        SVD of W^T (:meth:`refactorise`) at the first training forward after every
+        ``refactor_every`` backward passes, counted as training steps: every forward of a step
+        (a fused map applied to query, key and value is three) precedes its backward, and the step
+        counts once. The authors of arXiv 2502.20580 refactorise every ``len(loader) // 2`` steps.
+        Settable after construction (:meth:`set_refactor_every`).
 
     Notes
     -----
@@ -184,7 +223,8 @@ class FeedbackLinear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, rule: str = "ldfa",
                  rank: int | None = None, subspace: str = "local", *,
-                 generator: torch.Generator | None = None, device=None, dtype=None):
+                 generator: torch.Generator | None = None, device=None, dtype=None,
+                 refactor_every: int | None = None):
         super().__init__()
         where = f"FeedbackLinear({in_features}, {out_features})"
         self.spec = FeedbackSpec(rule, rank, subspace).for_layer(in_features, out_features, where)
@@ -206,19 +246,26 @@ class FeedbackLinear(nn.Module):
             self.Q = nn.Parameter(torch.empty(in_features, r, **kw), requires_grad="Q" in learns)
         elif lr.form != "transport":
             raise unknown_form(lr)
+        self.refactor_every = None
+        self._backward_calls = 0  # training steps seen (refactorisation counts these, not forwards)
+        self._refactored_at = 0
+        self._step_open = False   # a forward of the current step awaits its backward
+        self.set_refactor_every(refactor_every)
         self.reset_parameters(generator)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, rule: str = "ldfa", rank: int | None = None,
-                    subspace: str = "local", generator: torch.Generator | None = None
-                    ) -> FeedbackLinear:
+                    subspace: str = "local", generator: torch.Generator | None = None,
+                    refactor_every: int | None = None) -> FeedbackLinear:
         """A FeedbackLinear that uses ``linear``'s own weight and bias Parameters (shared, not copied).
 
-        Feedback is drawn from ``generator`` by :meth:`reset_feedback`, on ``linear``'s device and dtype.
+        Feedback is drawn from ``generator`` by :meth:`reset_feedback`, on ``linear``'s device and
+        dtype; ``refactor_every`` as for the constructor.
         """
         w = linear.weight
         new = cls(linear.in_features, linear.out_features, linear.bias is not None, rule, rank,
-                  subspace, device="meta", dtype=w.dtype).to_empty(device=w.device)
+                  subspace, device="meta", dtype=w.dtype,
+                  refactor_every=refactor_every).to_empty(device=w.device)
         new.weight = w
         new.bias = linear.bias
         return new.reset_feedback(generator)
@@ -296,6 +343,43 @@ class FeedbackLinear(nn.Module):
         self.Q.copy_(q)
         return self
 
+    def set_refactor_every(self, n: int | None) -> FeedbackLinear:
+        """Refactorise (P, Q) by SVD every ``n`` training steps; None: never. Returns self.
+
+        For low-rank feedback whose subspace rule reads W (``normative``: the SVD is its fixed
+        point); raises ValueError naming those rules otherwise. The count of steps is kept, so a
+        new period applies from the last refactorisation (or the start).
+        """
+        self.refactor_every = check_refactor_every(n, self.learning_rule,
+                                                   f"FeedbackLinear({self.in_features}, "
+                                                   f"{self.out_features})")
+        return self
+
+    def _count_step(self, grad: torch.Tensor) -> None:
+        """Output-gradient hook: the first backward through the layer after a forward closes a step."""
+        if self._step_open:
+            self._backward_calls += 1
+            self._step_open = False
+
+    def _periodic(self) -> bool:
+        """Whether this forward takes part in periodic refactorisation (a training step's forward)."""
+        return self.refactor_every is not None and self.training and torch.is_grad_enabled()
+
+    def _maybe_refactorise(self) -> None:
+        """Refactorise if due, before a training forward's graph saves P and Q (see class)."""
+        if (not self._step_open
+                and self._backward_calls - self._refactored_at >= self.refactor_every):
+            # only between steps: a graph still waiting for its backward keeps the P, Q it saved
+            self.refactorise()
+            self._refactored_at = self._backward_calls
+
+    def _open_step(self, out: torch.Tensor) -> torch.Tensor:
+        """Mark a step open until the first backward through ``out`` (which counts it)."""
+        if out.requires_grad:
+            self._step_open = True
+            out.register_hook(self._count_step)
+        return out
+
     # ----------------------------------------------------------------- use
     @torch.no_grad()
     def feedback_matrix(self) -> torch.Tensor:
@@ -336,8 +420,12 @@ class FeedbackLinear(nn.Module):
             B = self.B if rows is None else self.B[:, rows]
             return fn.DenseFeedbackFunction.apply(x, w, b, B, lr)
         if lr.form == "low_rank":
+            periodic = self._periodic()
+            if periodic:
+                self._maybe_refactorise()
             P = self.P if rows is None else self.P[:, rows]
-            return fn.LowRankFeedbackFunction.apply(x, w, b, P, self.Q, lr.subspace)
+            out = fn.LowRankFeedbackFunction.apply(x, w, b, P, self.Q, lr.subspace)
+            return self._open_step(out) if periodic else out
         raise unknown_form(lr)
 
     def extra_repr(self) -> str:
@@ -345,4 +433,6 @@ class FeedbackLinear(nn.Module):
                 f"bias={self.bias is not None}, rule={self.rule!r}")
         if self.learning_rule.form == "low_rank":
             text += f", rank={self.rank}, subspace={self.subspace!r}"
+            if self.refactor_every is not None:
+                text += f", refactor_every={self.refactor_every}"
         return text
