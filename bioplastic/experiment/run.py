@@ -273,7 +273,8 @@ class Job:
         model = cls(**model_arguments(c, cls))
         fb = c.feedback
         model = convert(model, rule=fb.rule, rank=fb.rank, subspace=fb.subspace, seed=c.seed,
-                        clip_rank=fb.clip_rank, exclude=c.model.exclude, inplace=True)
+                        clip_rank=fb.clip_rank, exclude=c.model.exclude, inplace=True,
+                        refactor_every=fb.refactor_every)
         model = model.to(device=device, dtype=dtype)
         opt = c.optimizer
         forward, biases, feedback = [], [], []

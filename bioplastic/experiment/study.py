@@ -301,6 +301,9 @@ class FeedbackSection(Section):
     """Feedback rank r: one int for every pathway, or one per pathway."""
     clip_rank: bool = False
     """Clip r to each pathway's largest rank (min(n_{l-1}, n_l)) instead of refusing it."""
+    refactor_every: PositiveInt | None = None
+    """[model] with a subspace rule that reads W (normative): reset every layer's P, Q to the
+    truncated SVD of its W every this many training steps (the authors: twice an epoch)."""
 
     @field_validator("rule")
     @classmethod
@@ -1032,7 +1035,8 @@ def import_object(path: str):
 
 
 #: Words of a builder's message -> the key it is about.
-_ABOUT = (("rank", "feedback.rank"), ("subspace", "feedback.subspace"), ("rule", "feedback.rule"),
+_ABOUT = (("refactor_every", "feedback.refactor_every"),
+          ("rank", "feedback.rank"), ("subspace", "feedback.subspace"), ("rule", "feedback.rule"),
           ("activation", "circuit.activation"), ("feedback_lr", "optimizer.feedback_lr"),
           ("decay", "optimizer.decay"), ("lr", "optimizer.lr"), ("sizes", "circuit.hidden"))
 
@@ -1119,6 +1123,9 @@ def _check_circuit(config: RunConfig) -> list[Problem]:
     if opt.momentum:
         problems.append(Problem("optimizer.momentum", "a circuit's SGD step has no momentum; "
                                                       "momentum is for a [model]"))
+    if config.feedback.refactor_every is not None:
+        problems.append(Problem("feedback.refactor_every", "periodic SVD refactorisation is for a "
+                                                           "[model] (bioplastic.torch.convert)"))
     try:
         builder = import_object(config.circuit.builder)
     except (ImportError, AttributeError) as err:
@@ -1237,7 +1244,8 @@ def _check_model(config: RunConfig) -> list[Problem]:
     fb = config.feedback
     try:
         model = convert(model, rule=fb.rule, rank=fb.rank, subspace=fb.subspace, seed=0,
-                        clip_rank=fb.clip_rank, exclude=config.model.exclude)
+                        clip_rank=fb.clip_rank, exclude=config.model.exclude,
+                        refactor_every=fb.refactor_every)
     except (TypeError, ValueError) as err:
         return problems + [Problem(_about(str(err), "model"), str(err))]
     shape, n_out = task_shape(config.task)
