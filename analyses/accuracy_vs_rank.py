@@ -230,7 +230,7 @@ def plot(results: dict, cfg: Config):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullLocator
 
-    from bioplastic.plotting import save
+    from bioplastic.plotting import save_figure
 
     metric = results["metric"]
     panels = [(metric, "test accuracy" if metric == "test_accuracy" else
@@ -282,7 +282,7 @@ def plot(results: dict, cfg: Config):
     fig.suptitle(f"{task}\nMLP {'-'.join(map(str, results['sizes']))} {results['activation']}, "
                  f"{cfg.epochs} epochs; mean +- sd over {n_seeds} seed{'s' * (n_seeds > 1)}",
                  fontsize=10)
-    return save(fig, f"{cfg.out}/accuracy_vs_rank.png")
+    return save_figure(fig, f"{cfg.out}/accuracy_vs_rank")[0]
 
 
 def main(argv=None) -> dict:

@@ -336,7 +336,7 @@ def plot(results: dict, cfg: Config) -> list:
     ratios."""
     import matplotlib.pyplot as plt
 
-    from bioplastic.plotting import save
+    from bioplastic.plotting import save_figure
 
     conds = results["conditions"]
     t = np.array(results["steps"]) / results["steps_per_epoch"]
@@ -364,7 +364,7 @@ def plot(results: dict, cfg: Config) -> list:
     axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     fig.suptitle(f"feedback alignment (ldfa rank r = {cfg.rank}; thin dotted: the best rank-r angle, "
                  f"arccos sqrt(explained variance of W_l))\n{tail}", fontsize=10)
-    paths.append(save(fig, f"{cfg.out}/alignment_angle.png"))
+    paths += [str(p) for p in save_figure(fig, f"{cfg.out}/alignment_angle")]
 
     ldfa = {n: c for n, c in conds.items() if c["rule"] == "ldfa"}
     if ldfa:
@@ -383,7 +383,7 @@ def plot(results: dict, cfg: Config) -> list:
         axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
         fig.suptitle("feedback subspace vs principal subspace of the layer's error covariance "
                      f"C = <delta delta^T>\n{tail}", fontsize=10)
-        paths.append(save(fig, f"{cfg.out}/subspace_angle.png"))
+        paths += [str(p) for p in save_figure(fig, f"{cfg.out}/subspace_angle")]
 
         kinds = (("capture", "C = <delta delta^T>"), ("capture_centred", "centred C = Cov(delta)"))
         fig, axes = plt.subplots(len(kinds), len(pathways), figsize=(5.2 * len(pathways), 7.2),
@@ -401,7 +401,7 @@ def plot(results: dict, cfg: Config) -> list:
         axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
         fig.suptitle("error variance crossing the bottleneck, as a fraction of the most any r directions "
                      f"carry (P's rows orthonormalised; 1: the top-r subspace)\n{tail}", fontsize=10)
-        paths.append(save(fig, f"{cfg.out}/subspace_capture.png"))
+        paths += [str(p) for p in save_figure(fig, f"{cfg.out}/subspace_capture")]
 
     layers = [str(l) for l in range(1, L + 1)]
     fig, axes = plt.subplots(1, len(layers), figsize=(4.6 * len(layers), 4), squeeze=False)
@@ -419,7 +419,7 @@ def plot(results: dict, cfg: Config) -> list:
     axes[0][0].set_ylabel("participation ratio of the error")
     axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     fig.suptitle(f"error dimensionality that reaches each layer\n{tail}", fontsize=10)
-    paths.append(save(fig, f"{cfg.out}/error_dimension.png"))
+    paths += [str(p) for p in save_figure(fig, f"{cfg.out}/error_dimension")]
     return paths
 
 

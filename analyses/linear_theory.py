@@ -261,7 +261,7 @@ def plot(results: dict, cfg: Config) -> list:
     dotted); final mode strengths against r with the closed forms overlaid."""
     import matplotlib.pyplot as plt
 
-    from bioplastic.plotting import save
+    from bioplastic.plotting import save_figure
 
     conds = results["conditions"]
     m = len(cfg.singular_values)
@@ -283,7 +283,7 @@ def plot(results: dict, cfg: Config) -> list:
     axes[0].legend(fontsize=7, ncol=2, loc="lower right")
     fig.suptitle("solid: simulation (reference backend), dashed: reduced flow on the sample's S and "
                  "Sigma, dotted: predicted spurious fixed point (sample Sigma)", fontsize=9)
-    paths = [save(fig, f"{cfg.out}/mode_strengths.png")]
+    paths = [str(p) for p in save_figure(fig, f"{cfg.out}/mode_strengths")]
 
     sw = results["sweep"]
     ranks = np.array(sw["ranks"])
@@ -317,7 +317,7 @@ def plot(results: dict, cfg: Config) -> list:
         ax.set_title(f"normative rank-r feedback at step {when}: $\\hat\\sigma_j$\nred: the rank-r "
                      "optimum keeps modes 1..r", fontsize=9)
     fig.colorbar(image, ax=axes[2], fraction=0.05)
-    paths.append(save(fig, f"{cfg.out}/modes_vs_rank.png"))
+    paths += [str(p) for p in save_figure(fig, f"{cfg.out}/modes_vs_rank")]
     return paths
 
 

@@ -20,3 +20,20 @@ def save(fig, path: str | Path) -> Path:
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
+
+
+def save_figure(fig, stem: str | Path, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
+    """Save a figure as ``stem.png`` and ``stem.svg`` (raster to look at, vector to edit and print),
+    creating folders; closes it. The paths, in ``formats`` order."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
+    paths = []
+    for fmt in formats:
+        path = stem.with_name(f"{stem.name}.{fmt}")
+        fig.savefig(path, dpi=130)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+

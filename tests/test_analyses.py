@@ -39,10 +39,13 @@ def load(name: str):
 
 
 def pngs(out) -> list[str]:
-    """Names of the non-empty PNG files in ``out`` (checked by their signature)."""
+    """Names of the non-empty PNG files in ``out`` (checked by their signature), each with its SVG
+    twin."""
     found = []
     for path in sorted(out.glob("*.png")):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+        svg = path.with_suffix(".svg")
+        assert svg.exists() and b"<svg" in svg.read_bytes()[:2000], f"{svg} missing or not an SVG"
         found.append(path.name)
     return found
 
