@@ -2,9 +2,9 @@
 
 LDFA sends each layer's error back through r bottleneck neurons, B_l = Q_l P_l of rank r (Hanut &
 Kadmon, arXiv 2502.20580). The paper's claim: r of the order of the task dimension d reaches
-backprop-level performance, and fixed (task-agnostic) random low-rank feedback does worse (its linear
-theory: for r < d, fixed feedback converges to the spurious fixed point
-W2 W1 = S S^T P^T (P S S^T P^T)^-1 P S, exact only once r >= d).
+backprop-level performance, and fixed (task-agnostic) random low-rank feedback does worse. In the
+linear theory of :mod:`bioplastic.theory` (our derivation), fixed feedback with r < d converges to
+the spurious fixed point W2 W1 = S S^T P^T (P S S^T P^T)^-1 P S, and no longer once r >= d = rank(S).
 
 For every rank r and subspace rule (fixed, local, normative, oja), the same MLP is trained on
 

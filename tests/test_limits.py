@@ -1,4 +1,5 @@
-"""Limit cases and the paper's linear theory, on the reference backend."""
+"""Limit cases and the linear theory of fixed low-rank feedback (bioplastic.theory, our derivation),
+on the reference backend."""
 
 from __future__ import annotations
 

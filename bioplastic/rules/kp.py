@@ -10,7 +10,8 @@ changes W_l, read from the other side of the synapse, and both decay:
 
 With :math:`\eta_b = \eta` and :math:`\lambda > 0`, :math:`B_l - W_l^\top` shrinks by
 :math:`(1 - \eta\lambda)` every step, so B_l converges to W_l^T (Kolen & Pollack 1994;
-Akrout et al. 2019). Arxiv 2502.20580 uses the same argument for LDFA's Q.
+Akrout et al. 2019). The same argument makes LDFA's learned feedback converge where its update
+mirrors the forward one (our reading; arXiv 2502.20580 does not state it for Q).
 """
 
 from __future__ import annotations

@@ -1,8 +1,14 @@
-r"""The paper's models as ordinary ``nn.Module`` s: nothing here knows about feedback rules.
+r"""The model families of arXiv 2502.20580 as ordinary ``nn.Module`` s, plus a small CNN; nothing here
+knows about feedback rules.
 
 Every model is plain PyTorch (``nn.Linear``, ``nn.Conv2d``, norms, residuals), so it trains with
 backprop as it is and with any rule after :func:`bioplastic.torch.convert`; the feedback layers then
 replace only the transposed weights in the backward pass.
+
+They follow the authors' architectures, not their exact models: the VGG has no dropout, the ViT is
+smaller than theirs and has no drop-path, and :class:`RetinaVVS`'s default ``bottleneck`` (4) is Lindsey
+et al.'s forward-bottleneck manipulation; the paper varies the feedback rank into the retina output
+instead (``analyses/receptive_fields.py``, with ``bottleneck=32``).
 
 =================  ==================================================================================
 model              architecture (input ``(batch, channels, 32, 32)`` unless stated)
@@ -17,8 +23,8 @@ model              architecture (input ``(batch, channels, 32, 32)`` unless stat
 :class:`ViT`       4x4 patches (a strided conv), class token, learnt position embedding, pre-norm
                    blocks ``x + Attn(LN(x))``, ``x + MLP(LN(x))`` with GELU, LayerNorm, linear head
 :class:`RetinaVVS` Lindsey et al. (2019): two 9x9 "retina" convs 1 -> 32 -> ``bottleneck`` channels,
-                   three 9x9 "ventral visual stream" convs, FC head; the bottleneck width controls
-                   the receptive fields that emerge
+                   three 9x9 "ventral visual stream" convs, FC head; Lindsey et al. report that
+                   the bottleneck width shapes the receptive fields that emerge
 =================  ==================================================================================
 
 The attention of a :class:`ViT` block is either :class:`Attention` (one fused ``qkv`` map of width 3E,
@@ -285,8 +291,9 @@ class RetinaVVS(nn.Module):
 
     Two retina layers (9x9 convs, ``in_channels -> 32 -> bottleneck``), ``vvs_depth`` VVS layers
     (9x9 convs with ``channels`` maps), then flatten, FC ``hidden``, FC ``n_classes``. All convs keep
-    the image size (padding 4) and use ReLU. A narrow ``bottleneck`` (the optic nerve) makes the
-    retina's receptive fields centre-surround; the first VVS layer's become oriented.
+    the image size (padding 4) and use ReLU. Lindsey et al. report that a narrow ``bottleneck`` (the
+    optic nerve) gives the retina centre-surround receptive fields and the first VVS layer oriented
+    ones (a finding of theirs, not tested here).
 
     Parameters
     ----------
