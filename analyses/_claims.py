@@ -82,6 +82,14 @@ def task_section(setup: dict) -> dict:
     raise ValueError(f"unknown task {setup['task']!r}; valid options: {', '.join(SETUP_TASKS)}")
 
 
+def digits_setup(cfg) -> dict:
+    """The setup of a sweep on all ten digits from an analysis config's ``depth``, ``activation``,
+    ``lr``, ``feedback_lr``, ``epochs``, ``batch_size`` and ``backend``."""
+    return {"task": "digits", "classes": 10, "depth": cfg.depth, "activation": cfg.activation,
+            "lr": cfg.lr, "feedback_lr": cfg.feedback_lr, "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size, "backend": cfg.backend}
+
+
 def zero_loss(ds) -> float:
     """Test loss of predicting 0, 1/2 <||y||^2>: the denominator of the relative error."""
     return 0.5 * float(np.mean(np.sum(ds.y_test ** 2, axis=1)))

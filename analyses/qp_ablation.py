@@ -92,23 +92,16 @@ def conditions(cfg: Config) -> list[dict]:
     return out
 
 
-def setup_of(cfg: Config) -> dict:
-    """The task and training settings every run shares."""
-    return {"task": "digits", "classes": 10, "depth": cfg.depth, "activation": cfg.activation,
-            "lr": cfg.lr, "feedback_lr": cfg.feedback_lr, "epochs": cfg.epochs,
-            "batch_size": cfg.batch_size, "backend": cfg.backend}
-
-
 def study(cfg: Config) -> dict:
     """The sweep as a study mapping (``studies/qp_ablation.toml`` is the default's): every run this
     analysis trains, as ``bioplastic run`` trains it."""
-    return _claims.study_mapping(setup_of(cfg), conditions(cfg), cfg.seeds, "qp_ablation", DESCRIPTION)
+    return _claims.study_mapping(_claims.digits_setup(cfg), conditions(cfg), cfg.seeds, "qp_ablation", DESCRIPTION)
 
 
 def run(cfg: Config, progress: bool = True) -> dict:
     check(cfg)
     t0 = time.perf_counter()
-    setup = setup_of(cfg)
+    setup = _claims.digits_setup(cfg)
     conds = conditions(cfg)
     runs, jobs = _claims.run_conditions(setup, conds, cfg.seeds, cfg.jobs, "qp_ablation", progress,
                                           out=f"{cfg.out}/study", resume=cfg.resume)
