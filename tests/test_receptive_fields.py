@@ -241,6 +241,9 @@ def check_results(results: dict, ranks: list[int], seeds: list[int]):
     """Every plotted number is in the results: indices and accuracy per condition and seed, with
     summaries that agree with them, and the grids' images."""
     labels = ["bp"] + [f"r{r}" for r in ranks]
+    for key in ("centre_surround", "orientation"):  # the dotted line: the untrained retina
+        assert results["at_init"]["seeds"] == seeds
+        assert results["at_init"][f"{key}_summary"]["mean"] == pytest.approx(np.mean(results["at_init"][key]))
     assert [e["label"] for e in results["conditions"]] == labels
     for e in results["conditions"]:
         assert e["seeds"] == seeds
