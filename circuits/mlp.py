@@ -64,7 +64,7 @@ def _ranks(rank, rule, sizes: list[int]) -> list[int]:
 def mlp(sizes: Sequence[int], rule: str = "ldfa", rank: int | Sequence[int] | None = None,
         subspace: str = "local", activation: str = "tanh", neuron: str = "rate",
         lr: float = 0.05, feedback_lr: float | None = None, decay: float = 0.0,
-        bias: bool = True, seed: int = 0) -> Circuit:
+        bias: bool = True, seed: int = 0, reciprocal: str = "read") -> Circuit:
     """A multilayer circuit ``sizes[0] -> ... -> sizes[-1]`` trained by ``rule``.
 
     Parameters
@@ -92,6 +92,12 @@ def mlp(sizes: Sequence[int], rule: str = "ldfa", rank: int | Sequence[int] | No
         Give hidden and output populations a bias.
     seed : int
         Seed of the initial weights.
+    reciprocal : str
+        How a subspace rule that reads Q^T h (``local``) or P^T z (``oja``) gets it: ``read`` (the
+        reciprocal synapses read Q's or P's weights: a symmetric wiring) or ``learned`` (they hold
+        their own weights ``Qt{l}``/``Pt{l}``, drawn at random and learned by the mirrored update
+        with the factor's ``feedback_lr`` and ``decay``, converging to the transpose when decay > 0,
+        as in Kolen-Pollack). See :mod:`bioplastic.rules.subspace`.
 
     Returns
     -------
@@ -118,7 +124,8 @@ def mlp(sizes: Sequence[int], rule: str = "ldfa", rank: int | Sequence[int] | No
         raise CircuitError(f"rank is an ldfa setting; rule {rule!r} has no rank (rules that take "
                            f"one: {', '.join(takes)})")
     try:
-        learning = rules.get_rule(rule, subspace if low_rank else None, low_rank=low_rank)
+        learning = rules.get_rule(rule, subspace if low_rank else None, low_rank=low_rank,
+                                  reciprocal=reciprocal)
     except ValueError as err:
         raise CircuitError(str(err)) from None
     feedback_lr = lr if feedback_lr is None else feedback_lr
@@ -145,5 +152,6 @@ def mlp(sizes: Sequence[int], rule: str = "ldfa", rank: int | Sequence[int] | No
     fb_pops, fb_projs = learning.feedback_circuit(names, sizes, ranks, neuron)
     circuit = Circuit.from_records(
         pops + fb_pops, projs + fb_projs, rule=rule, subspace=subspace if low_rank else None,
-        lr=float(lr), feedback_lr=float(feedback_lr), decay=float(decay), seed=int(seed))
+        lr=float(lr), feedback_lr=float(feedback_lr), decay=float(decay), seed=int(seed),
+        **({"reciprocal": reciprocal} if reciprocal != "read" else {}))
     return circuit.validate()

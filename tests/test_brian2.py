@@ -37,6 +37,8 @@ RULES = {
     "ldfa-local": dict(rule="ldfa", rank=3, subspace="local"),
     "ldfa-oja": dict(rule="ldfa", rank=3, subspace="oja"),
     "ldfa-q_only": dict(rule="ldfa", rank=3, subspace="q_only"),
+    # non-local: the mismatch W^T - QP summed by a circuit of weight stores
+    "ldfa-normative": dict(rule="ldfa", rank=3, subspace="normative"),
     # low-rank direct feedback: one bottleneck from the error to every hidden layer
     "dfa-r-fixed": dict(rule="dfa", rank=2, subspace="fixed"),
     "dfa-r-local": dict(rule="dfa", rank=2, subspace="local"),
@@ -181,7 +183,8 @@ def test_capabilities_derive_from_the_units():
     assert set(caps) == {"topologies", "forms", "subspaces", "activations", "neurons"}
     assert caps["subspaces"] == tuple(n for n, s in rules.SUBSPACES.items()
                                       if not s.learns or s.brian2 is not None)
-    assert "normative" not in caps["subspaces"] and "q_only" in caps["subspaces"]
+    assert "normative" in caps["subspaces"] and "q_only" in caps["subspaces"]
+    assert "oja_centred" not in caps["subspaces"]  # batch statistics: no Brian2 form
     assert caps["topologies"] == ("layer", "direct") and caps["forms"] == ("transport", "dense", "low_rank")
     assert caps["activations"] == tuple(bioplastic.neurons.ACTIVATIONS)
     assert not hasattr(bb, "SUPPORTED_RULES")
@@ -307,17 +310,17 @@ def test_registered_transport_rule_reads_its_expression(registered):
 
 
 @pytest.mark.parametrize("kwargs, why", [
-    (dict(rule="ldfa", rank=2, subspace="normative"),
-     "'ldfa' with subspace 'normative'.*not synapse-local.*forward weight W.*no feedback synapse holds"),
+    (dict(rule="ldfa", rank=2, subspace="oja_centred"), "'ldfa' with subspace 'oja_centred'.*no Brian2 form"),
     (dict(rule="test_opaque"), "'test_opaque'.*brian2_transport is None"),
     (dict(rule="test_opaque_kp"), "'test_opaque_kp'.*plastic feedback.*brian2_eligibility is None"),
     (dict(rule="ldfa", rank=2, subspace="test_noform"), "'test_noform'.*declares no Brian2 form"),
     (dict(rule="dfa", rank=2, subspace="test_noform"), "'dfa' with subspace 'test_noform'.*no Brian2 form"),
     (dict(rule="ldfa", rank=2, subspace="test_undeclared"), "'test_undeclared' reads v_post.*'v'"),
-], ids=["normative", "transport", "dense", "ldfa-noform", "dfa-noform", "compartment"])
+], ids=["oja_centred", "transport", "dense", "ldfa-noform", "dfa-noform", "compartment"])
 def test_unsupported_units_name_backend_rule_and_options(registered, kwargs, why):
     circuit = circuits.mlp([4, 5, 3], **kwargs)
-    supported = "supported: rules bp, fa, dfa, kp, ldfa, test_sign; low-rank subspace rules fixed, local, oja, q_only, test_mixed"
+    supported = ("supported: rules bp, fa, dfa, kp, ldfa, test_sign; low-rank subspace rules fixed, normative, "
+                 "local, oja, q_only, test_mixed")
     reason = bb.unsupported(circuit)
     assert reason is not None and reason.startswith("backend 'brian2' does not build rule")
     assert supported in reason, reason
@@ -330,9 +333,9 @@ def test_unsupported_units_name_backend_rule_and_options(registered, kwargs, why
 
 
 def test_unsupported_rule_and_neuron_name_backend_rule_and_options():
-    normative = circuits.mlp([4, 5, 3], rule="ldfa", rank=2, subspace="normative")
-    with pytest.raises(bb.UnsupportedCircuitError, match="brian2.*'ldfa'.*'normative'.*supported: .*fa"):
-        bioplastic.build(normative, backend="brian2")
+    centred = circuits.mlp([4, 5, 3], rule="ldfa", rank=2, subspace="oja_centred")
+    with pytest.raises(bb.UnsupportedCircuitError, match="brian2.*'ldfa'.*'oja_centred'.*supported: .*fa"):
+        bioplastic.build(centred, backend="brian2")
     spiking = circuits.mlp([4, 5, 3], rule="fa")
     spiking.graph.nodes["hidden1"]["neuron"] = "lif"  # bypasses Circuit.validate on purpose
     with pytest.raises(bb.UnsupportedCircuitError,

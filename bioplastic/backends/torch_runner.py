@@ -352,6 +352,10 @@ def unsupported(circuit) -> str | None:
     reason = unsupported_reason("torch", circuit, capabilities())
     if reason is None:
         rule = circuit.learning_rule
+        if rule.reciprocal != "read":
+            return (f"backend 'torch' cannot build this circuit: rule {rule.name!r} with reciprocal "
+                    f"{rule.reciprocal!r} (learned reciprocal synapses Qt/Pt); supported reciprocal: "
+                    "read (backends reference and brian2 build learned ones)")
         if _builder(rule) is None:
             supported = ", ".join(f"{t}/{f}" for t, f in BUILDERS)
             return (f"backend 'torch' cannot build this circuit: rule {rule.name!r} has plastic "

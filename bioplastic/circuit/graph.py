@@ -192,7 +192,8 @@ class Circuit:
         rules, _ = _registries()
         low_rank = any(r == "feedback" for _, r in self.graph.nodes(data="role"))
         try:
-            return rules.get_rule(self.rule, self.subspace, low_rank=low_rank)
+            return rules.get_rule(self.rule, self.subspace, low_rank=low_rank,
+                                  reciprocal=self.graph.graph.get("reciprocal", "read"))
         except ValueError as err:
             raise CircuitError(str(err)) from None
 

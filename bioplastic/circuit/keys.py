@@ -8,6 +8,8 @@ b     bias of layer l, (n_l,)
 B     a full feedback matrix of layer l's pathway (which populations it links is the rule's)
 P     compressing factor of layer l's pathway: an error -> a bottleneck of r neurons
 Q     expanding factor of layer l's pathway: the bottleneck -> the layer it delivers to
+Qt    learned reciprocal of Q (circuits with ``reciprocal="learned"``): the layer -> the bottleneck
+Pt    learned reciprocal of P (same): the bottleneck -> the error P reads
 ====  ===================================================================================
 """
 
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 #: Kind letter -> what it names.
 KINDS = {"W": "forward weight", "b": "bias", "B": "feedback matrix", "P": "compressing factor",
-         "Q": "expanding factor"}
+         "Q": "expanding factor", "Qt": "learned reciprocal of Q", "Pt": "learned reciprocal of P"}
 _PATTERN = re.compile(r"^([A-Za-z]+)(\d+)$")
 
 

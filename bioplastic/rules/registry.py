@@ -115,7 +115,8 @@ def get_subspace(name: str) -> SubspaceRule:
     return SUBSPACES[name]
 
 
-def get_rule(name: str, subspace: str | None = None, low_rank: bool = False) -> Rule:
+def get_rule(name: str, subspace: str | None = None, low_rank: bool = False,
+             reciprocal: str = "read") -> Rule:
     """The rule object for ``name`` (with ``subspace`` for low-rank forms); raises naming the options.
 
     Parameters
@@ -126,13 +127,17 @@ def get_rule(name: str, subspace: str | None = None, low_rank: bool = False) -> 
         Subspace rule of a low-rank rule (default ``local``).
     low_rank : bool
         For a rule whose rank is optional (dfa): build its low-rank form.
+    reciprocal : str
+        ``read`` or ``learned`` (see :meth:`Rule.with_reciprocal`).
     """
     if name not in RULES:
         raise ValueError(f"unknown rule {name!r}; valid options: {', '.join(RULES)}")
     cls = RULES[name]
     if cls.rank == "optional":
-        return cls(subspace, low_rank=low_rank)
-    return cls(subspace) if cls.form == "low_rank" else cls()
+        rule = cls(subspace, low_rank=low_rank)
+    else:
+        rule = cls(subspace) if cls.form == "low_rank" else cls()
+    return rule.with_reciprocal(reciprocal)
 
 
 def plasticity_labels() -> tuple[str, ...]:

@@ -26,6 +26,14 @@ import numpy as np
 from ..circuit.keys import key, kind_of
 from ._base import FORMS, TOPOLOGIES, Array, as_float64, layer_to_layer, n_layers
 
+#: How the reciprocal synapses that carry a subspace rule's extra compartments (v = Q^T h, the
+#: reconstruction P^T z) get their weights: ``read`` (they read the weights of the factor they
+#: mirror: a symmetric wiring) or ``learned`` (they hold their own weights, ``Qt{l}``/``Pt{l}``,
+#: moved by the factor's update mirrored, as Kolen-Pollack moves B with W's update).
+RECIPROCAL = ("read", "learned")
+#: Weight kind of the learned reciprocal of each factor.
+MIRROR_KIND = {"Q": "Qt", "P": "Pt"}
+
 
 class Rule(abc.ABC):
     """A credit-assignment rule: how the output error becomes each hidden layer's error.
@@ -67,6 +75,8 @@ class Rule(abc.ABC):
     brian2_transport: ClassVar[str | None] = None
     #: True when the feedback equals the exact gradient's (B = W^T): backends may use plain autograd.
     exact_gradient: ClassVar[bool] = False
+    #: One of :data:`RECIPROCAL`; set per instance by :meth:`with_reciprocal`.
+    reciprocal: str = "read"
 
     def __init__(self, subspace: str | None = None, low_rank: bool = False):
         from .registry import get_subspace
@@ -81,6 +91,37 @@ class Rule(abc.ABC):
                              f"its pathway replaces; direct feedback (rule {self.name!r}) has no such W. "
                              "Valid subspace rules here: "
                              + ", ".join(self.valid_subspaces()))
+
+    def with_reciprocal(self, mode: str) -> Rule:
+        """Set how reciprocal synapses get their weights (:data:`RECIPROCAL`); returns the rule.
+
+        ``learned`` needs low-rank feedback whose subspace rule declares the factors its
+        reciprocal synapses mirror (``mirrors``) and their gradients (``mirrored_gradients``).
+        """
+        if mode not in RECIPROCAL:
+            raise ValueError(f"unknown reciprocal {mode!r}; valid options: {', '.join(RECIPROCAL)}")
+        if mode == "learned":
+            from .registry import SUBSPACES
+
+            able = [n for n, s in SUBSPACES.items() if s.mirrors]
+            if self.form != "low_rank":
+                raise ValueError(f"reciprocal='learned' is for low-rank feedback through a bottleneck; "
+                                 f"rule {self.name!r} has form {self.form!r} (subspace rules with learned "
+                                 f"reciprocals: {', '.join(able)})")
+            if not self.subspace.mirrors:
+                raise ValueError(f"subspace rule {self.subspace.name!r} has no reciprocal synapses to "
+                                 f"learn (it declares no mirrors); subspace rules with learned "
+                                 f"reciprocals: {', '.join(able)}")
+        self.reciprocal = mode
+        return self
+
+    @property
+    def mirrored(self) -> tuple[str, ...]:
+        """Factors (``Q``, ``P``) whose reciprocal synapses hold learned weights (empty unless
+        ``reciprocal == "learned"``)."""
+        if self.reciprocal != "learned":
+            return ()
+        return tuple(dict.fromkeys(self.subspace.mirrors.values()))
 
     # ----------------------------------------------------------------- identity
     @property
@@ -101,7 +142,8 @@ class Rule(abc.ABC):
 
     def __repr__(self) -> str:
         sub = f", subspace={self.subspace.name!r}" if self.subspace is not None else ""
-        return f"{type(self).__name__}(name={self.name!r}, form={self.form!r}{sub})"
+        rec = f", reciprocal={self.reciprocal!r}" if self.reciprocal != "read" else ""
+        return f"{type(self).__name__}(name={self.name!r}, form={self.form!r}{sub}{rec})"
 
     # ----------------------------------------------------------------- form math (specification)
     def transport(self, W: Array) -> Array:
@@ -183,6 +225,10 @@ class Rule(abc.ABC):
         Returns
         -------
         populations, projections : lists of :class:`~bioplastic.Population`, :class:`~bioplastic.Projection`
+
+        With learned reciprocals (:meth:`with_reciprocal`) every mirrored factor gets a reciprocal
+        projection running against it: ``Qt{l}`` from the layer Q{l} reaches to its bottleneck,
+        ``Pt{l}`` from the bottleneck to the error P{l} reads, drawn at random (``normal``).
         """
         from ..circuit.graph import Population, Projection
 
@@ -203,6 +249,12 @@ class Rule(abc.ABC):
                     pops.append(Population(bottleneck, ranks[i], "feedback", "linear", neuron))
                     projs += [Projection(key("P", l), src, bottleneck, "feedback", plasticity, p_init, l),
                               Projection(key("Q", l), bottleneck, dst, "feedback", plasticity, q_init, l)]
+                    if "Q" in self.mirrored:
+                        projs.append(Projection(key("Qt", l), dst, bottleneck, "feedback", plasticity,
+                                                "normal", l))
+                    if "P" in self.mirrored:
+                        projs.append(Projection(key("Pt", l), bottleneck, src, "feedback", plasticity,
+                                                "normal", l))
                 else:
                     init = "transpose" if self.form == "transport" else "normal"
                     projs.append(Projection(key("B", l), src, dst, "feedback", plasticity, init, l))
@@ -211,6 +263,11 @@ class Rule(abc.ABC):
             projs.append(Projection(key("P", L), "error", "feedback", "feedback", plasticity, p_init, L))
             projs += [Projection(key("Q", l), "feedback", names[l], "feedback", plasticity, q_init, l)
                       for l in range(1, L)]
+            if "Q" in self.mirrored:
+                projs += [Projection(key("Qt", l), names[l], "feedback", "feedback", plasticity, "normal", l)
+                          for l in range(1, L)]
+            if "P" in self.mirrored:
+                projs.append(Projection(key("Pt", L), "feedback", "error", "feedback", plasticity, "normal", L))
         elif self.form == "dense":
             projs += [Projection(key("B", l), "error", names[l], "feedback", plasticity, "normal", l)
                       for l in range(1, L)]
@@ -288,7 +345,10 @@ class Rule(abc.ABC):
 
         ``grads`` holds the forward-weight gradients of this step; fixed feedback returns ``{}``.
         A ``direct`` low-rank pathway treats its hidden layers as one: P reads e and sees
-        v = sum_l Q_l^T h_l; each Q_l gets its rows of the stacked rule.
+        v = sum_l Q_l^T h_l; each Q_l gets its rows of the stacked rule. With learned reciprocals
+        the subspace rule reads them (``mirrored_gradients``) and each ``Qt{l}``/``Pt{l}`` moves by
+        its factor's gradient transposed: the product the factor's synapse forms, read from the
+        other side.
         """
         L = len(delta) - 1
         if self.form == "dense" and self.plastic:
@@ -301,29 +361,71 @@ class Rule(abc.ABC):
         if self.form != "low_rank" or not self.subspace.learns:
             return {}
         out = {}
+        mirrored = self.mirrored
         if self.topology == "layer":
             for l in self.pathway_layers(L):
-                gp, gq = self.subspace.gradients(weights[key("P", l)], weights[key("Q", l)],
-                                                 weights[key("W", l)], h[l - 1], delta[l])
+                P, Q, W = weights[key("P", l)], weights[key("Q", l)], weights[key("W", l)]
+                if mirrored:
+                    gp, gq = self.subspace.mirrored_gradients(P, Q, W, h[l - 1], delta[l],
+                                                              self._mirrors(weights, [l], l))
+                else:
+                    gp, gq = self.subspace.gradients(P, Q, W, h[l - 1], delta[l])
                 out.update(self.subspace.named(l, l, gp, gq))
+                if "Q" in mirrored and gq is not None:
+                    out[key("Qt", l)] = gq.T
+                if "P" in mirrored and gp is not None:
+                    out[key("Pt", l)] = gp.T
             return out
         layers = list(self.pathway_layers(L))
         Q = np.concatenate([weights[key("Q", l)] for l in layers], axis=0)
         hs = np.concatenate([h[l] for l in layers], axis=1)
-        gp, gq = self.subspace.gradients(weights[key("P", L)], Q, None, hs, delta[L])
+        if mirrored:
+            gp, gq = self.subspace.mirrored_gradients(weights[key("P", L)], Q, None, hs, delta[L],
+                                                      self._mirrors(weights, layers, L))
+        else:
+            gp, gq = self.subspace.gradients(weights[key("P", L)], Q, None, hs, delta[L])
         out.update(self.subspace.named(L, None, gp, None))
+        if "P" in mirrored and gp is not None:
+            out[key("Pt", L)] = gp.T
         if gq is not None:
             bounds = np.cumsum([0] + [h[l].shape[1] for l in layers])
             for i, l in enumerate(layers):
                 out[key("Q", l)] = gq[bounds[i]:bounds[i + 1]]
+                if "Q" in mirrored:
+                    out[key("Qt", l)] = gq[bounds[i]:bounds[i + 1]].T
+        return out
+
+    def _mirrors(self, weights: Mapping[str, Array], q_layers: Sequence[int], p_layer: int) -> dict[str, Array]:
+        """The learned reciprocal weights a subspace rule reads, by compartment: ``v`` the
+        bottleneck's (r, m) reciprocal of the stacked Q of ``q_layers``, ``rec`` the (n, r)
+        reciprocal of P of ``p_layer``."""
+        out = {}
+        for comp, factor in self.subspace.mirrors.items():
+            if factor == "Q":
+                out[comp] = np.concatenate([weights[key("Qt", l)] for l in q_layers], axis=1)
+            elif factor == "P":
+                out[comp] = weights[key("Pt", p_layer)]
+            else:
+                raise ValueError(f"subspace rule {self.subspace.name!r} mirrors factor {factor!r}; "
+                                 "valid: P, Q")
         return out
 
     # ----------------------------------------------------------------- biology
     def constraints(self, circuit) -> list[dict[str, Any]]:
-        """The rows of :meth:`bioplastic.Circuit.constraints` (see there)."""
+        """The rows of :meth:`bioplastic.Circuit.constraints` (see there).
+
+        Besides the error dimension and the neuron count, each row names what is not local about
+        the credit assignment into its layer, so nothing hides behind ``nonlocal: False``:
+        ``symmetric`` (symmetric or copied wiring: weight transport, reciprocal synapses that read
+        Q's or P's weights), ``nonlocal`` (a synapse reads what is absent at it, e.g. W for the
+        normative rule), ``reciprocal`` (``read`` / ``learned`` for a subspace rule with reciprocal
+        synapses, else None) and ``wiring``, the full list in words. A backend adds its own shortcuts (``Brian2Runner.constraints``).
+        """
         layers, sizes = circuit.layers, circuit.sizes
         L = len(layers) - 1
         ranks = self.ranks_of(circuit)
+        wiring = self.wiring()
+        has_reciprocal = self.form == "low_rank" and bool(self.subspace.symmetric or self.subspace.mirrors)
         out = []
         for l in range(1, L):
             if self.topology == "direct":
@@ -336,7 +438,9 @@ class Rule(abc.ABC):
                    "feedback_neurons": r if r is not None else width,
                    "weight_transport": self.form == "transport",
                    "nonlocal": bool(self.subspace is not None and self.subspace.reads_forward_weight),
-                   "reads": self.reads(), "symmetric": self.symmetric_wiring()}
+                   "reads": self.reads(), "symmetric": self.symmetric_wiring(),
+                   "reciprocal": self.reciprocal if has_reciprocal else None,
+                   "wiring": list(wiring)}
             out.append(row)
         return out
 
@@ -346,7 +450,13 @@ class Rule(abc.ABC):
             return {"B": "the forward weight W it mirrors (weight transport)"}
         if self.form == "dense":
             return {"B": self.dense_reads} if self.plastic else {}
-        return dict(self.subspace.reads)
+        out = dict(self.subspace.reads)
+        if self.mirrored:  # the compartments come from the learned reciprocals
+            out = {k: t.replace("Q^T h", "Qt h").replace("P^T z", "Pt z") for k, t in out.items()}
+        for factor in self.mirrored:
+            out[MIRROR_KIND[factor]] = (f"its own weight, moved by {factor}'s update mirrored: the "
+                                        f"product {factor}'s synapse forms, read from the other side")
+        return out
 
     #: ``dense`` plastic: what a B synapse reads (for :meth:`reads`).
     dense_reads: ClassVar[str] = ""
@@ -355,6 +465,22 @@ class Rule(abc.ABC):
         """Symmetric or copied wiring the rule's plasticity needs (empty when none)."""
         if self.form == "transport":
             return ["feedback synapses copy the forward weights"]
-        if self.form == "low_rank":
+        if self.form == "low_rank" and self.reciprocal == "read":
             return list(self.subspace.symmetric)
         return []
+
+    def wiring(self) -> list[str]:
+        """Every symmetric, copied or non-local wiring of this rule's credit assignment, in words
+        (empty for a rule whose every synapse learns from what it sees)."""
+        out = []
+        if self.form == "transport":
+            out.append("weight transport: feedback synapses B copy the forward weights W^T")
+        if self.form == "low_rank":
+            sub = self.subspace
+            if sub.reads_forward_weight:
+                text = "; ".join(f"{f} synapses read {t}" for f, t in sub.reads.items())
+                out.append(f"non-local: {text}")
+            if self.reciprocal == "read":
+                out += [f"symmetric: {t}" for t in sub.symmetric]
+            out += [f"non-local: {t}" for t in sub.wiring_notes]
+        return out

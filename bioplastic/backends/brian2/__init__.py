@@ -26,7 +26,7 @@ its drive with one time constant :math:`\tau`:
   error signals stay apart, as in apical-dendrite models of credit assignment). The neuron
   signals its error delta = f'(a) u: the dendritic error gated by the soma's own gain.
 * **output**: a linear soma, yhat = a; its error is the rate of its partner in the error
-  population (the one-to-one ``E_output`` synapse), which its incoming synapses read.
+  population, returned by one-to-one synapses (``E_return``), which its incoming synapses read.
 * **error**: epsilon relaxes to g (yhat - y), with yhat through ``E_output`` (+1) and y through
   ``E_target`` (-1); the gate g is 1 while the neuron's copy carries a sample, else 0.
 * **feedback{l}** (ldfa): a bottleneck of r neurons, z = P_l delta_l: the only signal crossing from
@@ -73,11 +73,15 @@ A subspace rule may need a quantity that is not a plain rate; it declares the co
 ``brian2["compartments"]`` (:data:`_plasticity.COMPARTMENTS`): ``v``, the forward projection
 v = sum_l Q_l^T h_l at the bottleneck (one layer below for ldfa, every hidden layer for low-rank
 dfa), and ``rec``, the reconstruction P^T z at the error neurons P reads. Each is fed by reciprocal
-synapses (``Qt{l}``, ``Pt{l}``) that read the weights of Q and P: a symmetric reciprocal wiring of
-the feedback loop, not of the forward weights. A rule with no synapse-local form (normative reads W
-and QP; a transport rule whose ``brian2_transport`` is None; plastic dense feedback without
-``brian2_eligibility``) is refused by :func:`unsupported`, which names what is supported
-(:func:`capabilities`, derived from the registries).
+synapses (``Qt{l}``, ``Pt{l}``) that either read the weights of Q and P (a symmetric reciprocal
+wiring of the feedback loop, reported by :meth:`bioplastic.Circuit.constraints`) or, in a circuit
+built with ``reciprocal="learned"``, hold weights of their own learned by the factor's eligibility
+read from the other side of the synapse (Kolen-Pollack style). The ``normative`` rule, which reads
+W and QP, is built as a circuit of weight stores summing the mismatch W^T - QP (``mismatch{l}``;
+non-local, and reported so). A rule with no Brian2 form (a transport rule whose
+``brian2_transport`` is None; plastic dense feedback without ``brian2_eligibility``; a subspace
+rule with neither eligibilities nor a mismatch form) is refused by :func:`unsupported`, which
+names what is supported (:func:`capabilities`, derived from the registries).
 
 Simulation
 ----------
@@ -95,10 +99,18 @@ Simulation
   circuits and tests) or ``"cython"`` (fast after a one-off compilation cached in
   ``build/brian2_cache``); ``device="cpp_standalone"`` compiles one C++ program per schedule shape
   under ``build/brian2_standalone`` and re-runs it with new weights and data (``run_args``).
-* **Time.** Exact exponential integration with step ``dt`` (default tau/2, tau = 10 ms); a
-  presentation lasts ``settle`` (default :func:`default_steps` steps, which grows with the
-  longest chain of compartments). ``runner.timing`` records the settle time, the time per sample
-  and, for a call that compiled, the compilation time apart.
+* **Time.** Physical: ``tau``, ``dt``, ``settle`` and ``record_dt`` take Brian2 quantities
+  (``settle=200*ms``) or seconds. Exact exponential integration with step ``dt`` (default tau/2,
+  tau = 10 ms); a presentation lasts ``settle``, by default :func:`default_settle` =
+  (2 depth + 10) tau with depth the longest chain of compartments, whatever ``dt`` is, so a finer
+  ``dt`` keeps the circuit settled. ``runner.timing`` records the settle time, the time per sample
+  and, for a call that compiled, the compilation time apart. A run whose activity or weights go
+  non-finite raises :class:`DivergenceError` naming the populations (weights left as before).
+* **Open circuits.** ``runner.extend(fn)`` adds one's own ``NeuronGroup``/``Synapses``/monitors
+  to every network the runner builds (they survive training calls); ``inputs=`` gives them a
+  summed input into a population's soma or apical compartment; ``runner.model()`` returns the
+  Brian2 objects, ``runner.export()`` the built model as markdown or JSON, and
+  ``runner.constraints()`` the circuit's constraints plus this backend's own shortcuts.
 
 Example
 -------
@@ -112,10 +124,20 @@ Example
 from __future__ import annotations
 
 from .._base import UnsupportedCircuitError
-from ._options import DEVICES, RECORD_SETS, TARGETS, Options, chain_depth, default_steps, make_schedule
-from ._runner import Brian2Runner, build
+from ._options import (
+    DEVICES,
+    RECORD_SETS,
+    TARGETS,
+    Options,
+    chain_depth,
+    default_settle,
+    default_steps,
+    make_schedule,
+)
+from ._runner import Brian2Runner, DivergenceError, build
 from ._support import SUPPORTED_NEURONS, capabilities, check_supported, unsupported
 
-__all__ = ["DEVICES", "RECORD_SETS", "SUPPORTED_NEURONS", "TARGETS", "Brian2Runner", "Options",
-           "UnsupportedCircuitError", "build", "capabilities", "chain_depth", "check_supported",
-           "default_steps", "make_schedule", "unsupported"]
+__all__ = ["DEVICES", "RECORD_SETS", "SUPPORTED_NEURONS", "TARGETS", "Brian2Runner", "DivergenceError",
+           "Options", "UnsupportedCircuitError", "build", "capabilities", "chain_depth", "check_supported",
+           "default_settle", "default_steps", "make_schedule", "unsupported"]
+

@@ -1,17 +1,21 @@
 """Options and schedules of backend ``brian2``: what a run simulates, checked before any Brian2 code.
 
-:class:`Options` (devices, targets, times, copies, monitors) and their validation
+:class:`Options` (devices, targets, times, copies, monitors, extra inputs) and their validation
 (:func:`resolve_options`, :func:`parse_record`); the default settle time, derived from the circuit's
-longest chain of compartments (:func:`chain_depth`, :func:`default_steps`); and the layout of samples
+longest chain of compartments (:func:`chain_depth`, :func:`default_settle`); and the layout of samples
 into presentations and batches (:class:`Schedule`, :func:`make_schedule`, :func:`schedule_arrays`).
-Nothing here imports brian2.
+
+Times are physical: ``tau``, ``dt``, ``settle`` and ``record_dt`` take Brian2 quantities
+(``settle=50*ms``) or plain numbers of seconds. The settle time is fixed in time, not in steps, so
+``dt`` is a numerical detail: halving it leaves the settled circuit where it was (within the
+documented tolerance). brian2 is imported only to convert a quantity.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -30,10 +34,15 @@ RECORD_SETS = {
     "compartments": "the somatic (a) and apical (u) compartments of hidden populations",
     "weights": "every stored weight matrix, once per presentation",
 }
-#: Settle time of the default, in steps of dt per leaky stage of the circuit's longest chain, plus
+#: Settle time of the default, in units of tau per leaky stage of the circuit's longest chain, plus
 #: a margin: measured so that one train_step of every supported rule matches the reference within
-#: 1e-3 relative error (tests/test_brian2.py::test_settle_sweep_shrinks_error).
+#: 1e-3 relative error at any dt <= tau/2 (tests/test_brian2_time.py).
+SETTLE_TAUS_PER_STAGE, SETTLE_TAUS_MARGIN = 2.0, 10.0
+#: The same default in steps of the default dt = tau/2 (kept for callers that count steps).
 SETTLE_STEPS_PER_STAGE, SETTLE_STEPS_MARGIN = 4, 20
+#: Compartments a user's extra input (``inputs=``) may drive, by population role.
+INPUT_COMPARTMENTS = {"hidden": ("soma", "apical"), "output": ("soma",), "feedback": ("soma",),
+                      "error": ("soma",)}
 
 
 def chain_depth(circuit) -> int:
@@ -64,7 +73,10 @@ def chain_depth(circuit) -> int:
 
     for name in g.nodes:
         inputs.setdefault((name, "soma"), [])
+    mirrors = {rec.name for rec in reciprocal_readouts(circuit) if rec.learned}
     for proj in circuit.projections.values():
+        if proj.name in mirrors:
+            continue  # a learned reciprocal feeds its compartment (below), not the soma
         post_role = g.nodes[proj.post]["role"]
         if proj.role == "feedback":
             target = (proj.post, "apical" if post_role == "hidden" else "soma")
@@ -92,14 +104,35 @@ def chain_depth(circuit) -> int:
     return max(of(comp) for comp in inputs)
 
 
+def default_settle(circuit, tau: float = 0.01) -> float:
+    """Presentation time (s) used when ``settle`` is not given: (2 depth + 10) tau, with depth the
+    :func:`chain_depth` of the circuit and ``tau`` (s) the compartments' time constant."""
+    return (SETTLE_TAUS_PER_STAGE * chain_depth(circuit) + SETTLE_TAUS_MARGIN) * tau
+
+
 def default_steps(circuit) -> int:
-    """Steps of dt per presentation used when ``settle`` is not given (see the constants above)."""
+    """Steps of the default dt = tau/2 in :func:`default_settle` (4 depth + 20)."""
     return SETTLE_STEPS_PER_STAGE * chain_depth(circuit) + SETTLE_STEPS_MARGIN
+
+
+def seconds(name: str, value):
+    """``value`` in seconds: a Brian2 time quantity (``5*ms``) or a plain number taken as seconds;
+    None passes through. Raises naming the option for another dimension."""
+    if value is None or isinstance(value, bool):
+        return value
+    if hasattr(value, "dim"):  # a brian2 Quantity
+        from brian2 import get_dimensions, second
+
+        if get_dimensions(value) != second.dim or np.ndim(value) != 0:
+            raise ValueError(f"{name} must be a time (e.g. {name}=5*ms) or a number of seconds; got "
+                             f"{value!r}")
+        return float(value / second)
+    return value
 
 
 @dataclass(frozen=True)
 class Options:
-    """How a circuit is simulated (all times in seconds).
+    """How a circuit is simulated (times: Brian2 quantities such as ``5*ms``, or seconds).
 
     Parameters
     ----------
@@ -109,12 +142,14 @@ class Options:
         Code generation of the runtime device: ``numpy`` (no compiler, slow per step) or ``cython``
         (compiles each new code object once, 30-70 s for a new model on a fresh machine, cached in
         ``build_dir/brian2_cache``). Ignored by ``cpp_standalone``.
-    tau : float, s
-        Time constant of every compartment (> 0).
-    dt : float, s
-        Integration step; default tau/2. Exact (exponential) integration, so any dt is stable.
-    settle : float, s
-        Duration of one presentation; a multiple of dt. Default :func:`default_steps` steps.
+    tau : Quantity or float, s
+        Time constant of every compartment (> 0); default 10 ms.
+    dt : Quantity or float, s
+        Integration step; default tau/2. Exact (exponential) integration, so any dt is stable, and
+        a finer dt moves the settled state by less than the documented tolerance.
+    settle : Quantity or float, s
+        Duration of one presentation; a multiple of dt. Default :func:`default_settle`,
+        (2 depth + 10) tau, whatever dt is.
     copies : int or None
         Samples simulated side by side; None: as many as the batch (one presentation per batch).
     record : tuple of str
@@ -122,11 +157,23 @@ class Options:
         ``"W1.w"`` (a stored matrix).
     record_copies : tuple of int
         Which parallel copies the population monitors record.
-    record_dt : float, s
+    record_dt : Quantity or float, s
         Sampling interval of population monitors; default dt.
     build_dir : str or None
         Where the Cython cache and standalone projects go; default ``build/`` beside the package
         (git-ignored).
+    inputs : dict
+        Extra summed inputs for a user's own Synapses: variable name -> ``"population.compartment"``
+        (compartments: ``soma`` or, for hidden populations, ``apical``), e.g.
+        ``{"I_noise": "hidden1.apical"}``. The variable is added to that compartment's drive (0
+        until a user's ``Synapses`` writes it as ``I_noise_post = ... : 1 (summed)``; see
+        :meth:`Brian2Runner.extend`).
+    optimise : bool
+        Compute per presentation what only changes between presentations (the drive of a clamped
+        input), evaluate f(a), f'(a) u once per step (``(constant over dt)``), refill the schedules
+        in place (so code generation and compiled modules are reused from call to call) and keep
+        Brian2's per-run garbage collection to new objects. Exact: the weights are those of the
+        unoptimised circuit (False, kept as the benchmark's baseline and held to it by a test).
     """
 
     device: str = "runtime"
@@ -139,6 +186,8 @@ class Options:
     record_copies: tuple = (0,)
     record_dt: float | None = None
     build_dir: str | None = None
+    inputs: dict = field(default_factory=dict)
+    optimise: bool = True
 
 
 def _positive(name: str, value, allow_none: bool = True) -> None:
@@ -149,8 +198,15 @@ def _positive(name: str, value, allow_none: bool = True) -> None:
         raise ValueError(f"{name} must be a positive number of seconds; got {value!r}")
 
 
+def in_seconds(options: Options) -> Options:
+    """``options`` with every time converted to a float of seconds (see :func:`seconds`)."""
+    return replace(options, **{name: seconds(name, getattr(options, name))
+                               for name in ("tau", "dt", "settle", "record_dt")})
+
+
 def resolve_options(circuit, options: Options) -> tuple[float, int]:
-    """Check ``options`` against the circuit; return (dt in s, steps per presentation)."""
+    """Check ``options`` (times in seconds, :func:`in_seconds`) against the circuit; return
+    (dt in s, steps per presentation)."""
     if options.device not in DEVICES:
         raise ValueError(f"unknown device {options.device!r} for backend 'brian2'; valid options: "
                          f"{', '.join(DEVICES)}")
@@ -162,14 +218,34 @@ def resolve_options(circuit, options: Options) -> tuple[float, int]:
     if options.copies is not None and (isinstance(options.copies, bool) or not isinstance(options.copies, int)
                                        or options.copies < 1):
         raise ValueError(f"copies must be a positive int or None; got {options.copies!r}")
+    check_inputs(circuit, options.inputs)
     dt = options.tau / 2 if options.dt is None else float(options.dt)
+    settle = default_settle(circuit, options.tau) if options.settle is None else options.settle
+    steps = round(settle / dt)
     if options.settle is None:
-        steps = default_steps(circuit)
-    else:
-        steps = round(options.settle / dt)
-        if steps < 1 or abs(steps * dt - options.settle) > 1e-9 * options.settle:
-            raise ValueError(f"settle ({options.settle} s) must be a positive multiple of dt ({dt} s)")
+        steps = max(1, math.ceil(settle / dt - 1e-9))  # the default need not be a multiple of dt
+    elif steps < 1 or abs(steps * dt - settle) > 1e-9 * settle:
+        raise ValueError(f"settle ({settle} s) must be a positive multiple of dt ({dt} s)")
     return dt, steps
+
+
+def check_inputs(circuit, inputs) -> None:
+    """Check the ``inputs`` option: identifier -> ``"population.compartment"`` of an existing
+    population and a compartment it has (:data:`INPUT_COMPARTMENTS`)."""
+    if not isinstance(inputs, dict):
+        raise ValueError(f"inputs must be a dict name -> 'population.compartment'; got {inputs!r}")
+    g = circuit.graph
+    for name, where in inputs.items():
+        if not (isinstance(name, str) and name.isidentifier() and name.startswith("I_")):
+            raise ValueError(f"inputs: {name!r} is not a valid input name; use an identifier starting "
+                             "with 'I_' (e.g. 'I_noise')")
+        pop, _, comp = str(where).partition(".")
+        if pop not in g.nodes:
+            raise ValueError(f"inputs[{name!r}]: no population {pop!r}; populations: {', '.join(g.nodes)}")
+        valid = INPUT_COMPARTMENTS.get(g.nodes[pop]["role"], ())
+        if comp not in valid:
+            raise ValueError(f"inputs[{name!r}]: population {pop!r} (role {g.nodes[pop]['role']!r}) has "
+                             f"no input compartment {comp!r}; valid: {', '.join(valid) or 'none'}")
 
 
 def parse_record(circuit, record: Sequence[str], copies_recorded: Sequence[int]) -> dict:

@@ -11,6 +11,7 @@ the objects.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ... import neurons
@@ -105,6 +106,26 @@ def transport_code(rule) -> str:
     return expr
 
 
+#: Gradient forms a subspace rule may declare in ``brian2["descends"]`` that the backend builds
+#: as a circuit of weight stores instead of synapse eligibilities (non-local): the normative
+#: rule's mismatch W^T - QP (see ``_network._mismatch_circuit``).
+MISMATCH_FORMS = ("W^T - QP",)
+
+
+def mismatch_form(plasticity: str) -> str | None:
+    """The mismatch a subspace rule's factors descend (``brian2["descends"]``), or None."""
+    if plasticity in ("sgd", "transport", "fixed"):
+        return None
+    unit = synapse_rule(plasticity)
+    if not isinstance(unit, SubspaceRule) or not unit.brian2 or not unit.learns:
+        return None
+    form = unit.brian2.get("descends")
+    if form is not None and form not in MISMATCH_FORMS:
+        raise UnsupportedCircuitError(f"backend 'brian2': subspace rule {unit.name!r} descends {form!r}; "
+                                      f"mismatch forms this backend builds: {', '.join(MISMATCH_FORMS)}")
+    return form
+
+
 def subspace_compartments(plasticity: str) -> tuple[str, ...]:
     """The extra compartments the unit owning ``plasticity`` declares (empty for non-subspace labels)."""
     unit = synapse_rule(plasticity) if plasticity != "sgd" else None
@@ -120,14 +141,27 @@ def subspace_compartments(plasticity: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Reciprocal:
-    """A reciprocal read-out: synapses ``pre -> post`` that read the weights of projection ``source``
-    transposed (they mirror it) and feed compartment ``compartment`` of ``post``."""
+    """Reciprocal synapses ``pre -> post`` mirroring feedback factor ``mirrors`` and feeding
+    compartment ``compartment`` of ``post``. ``learned`` False: they read the weights of ``mirrors``
+    transposed (``source == mirrors``, a symmetric wiring); True: they are the circuit's own
+    projection ``name`` with a weight store of their own (``source == name``), learned by the
+    mirrored eligibility (:func:`mirrored_code`)."""
 
     name: str
     source: str
     pre: str
     post: str
     compartment: str
+    mirrors: str = ""
+    learned: bool = False
+
+
+def mirrored_code(expr: str) -> str:
+    """An eligibility read from the other side of the synapse: every ``_pre`` variable becomes
+    ``_post`` and vice versa (Q's ``z_pre * rate_post`` -> ``z_post * rate_pre``), the product a
+    reciprocal synapse forms for the same pair of neurons."""
+    return re.sub(r"\b(\w+)_(pre|post)\b", lambda m: f"{m.group(1)}_{'post' if m.group(2) == 'pre' else 'pre'}",
+                  expr)
 
 
 def reciprocal_readouts(circuit) -> list[Reciprocal]:
@@ -138,17 +172,29 @@ def reciprocal_readouts(circuit) -> list[Reciprocal]:
       low-rank direct feedback);
     * ``rec`` on the population a P reads: ``Pt{l}``, bottleneck -> that population, reading P_l,
       the reconstruction P^T z.
+
+    When the circuit holds a projection of that name (``reciprocal="learned"``) the read-out is
+    that projection, learned (``learned=True``), instead of a reader of the factor's weights.
     """
-    projections = circuit.projections.values()
+    named = circuit.projections
+    projections = named.values()
     out = []
+
+    def make(name, factor, pre, post, comp):
+        learned = name in named
+        return Reciprocal(name, name if learned else factor, pre, post, comp, factor, learned)
+
     for p in sorted(projections, key=lambda p: (p.layer, p.name)):
         if kind_of(p.name) != "P":
             continue
         for comp in subspace_compartments(p.rule):
             if comp == "v":
-                out += [Reciprocal(f"Qt{q.layer}", q.name, q.post, p.post, "v")
+                out += [make(f"Qt{q.layer}", q.name, q.post, p.post, "v")
                         for q in sorted(projections, key=lambda q: q.layer)
                         if kind_of(q.name) == "Q" and q.pre == p.post]
             elif comp == "rec":
-                out.append(Reciprocal(f"Pt{p.layer}", p.name, p.post, p.pre, "rec"))
+                out.append(make(f"Pt{p.layer}", p.name, p.post, p.pre, "rec"))
+            else:
+                raise UnsupportedCircuitError(f"backend 'brian2' has no compartment {comp!r}; valid: "
+                                              f"{', '.join(COMPARTMENTS)}")
     return out

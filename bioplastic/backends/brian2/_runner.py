@@ -8,6 +8,7 @@ the synapses' own eligibility and consolidation code.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import time
 from dataclasses import asdict, dataclass
@@ -27,7 +28,9 @@ from ._options import (
     Options,
     Schedule,
     chain_depth,
+    default_settle,
     default_steps,
+    in_seconds,
     make_schedule,
     parse_record,
     resolve_options,
@@ -37,8 +40,13 @@ from ._support import check_supported
 
 # the options and schedule names, importable from here as before the split into _options
 __all__ = ["DEVICES", "RECORD_SETS", "SETTLE_STEPS_MARGIN", "SETTLE_STEPS_PER_STAGE", "TARGETS",
-           "Brian2Runner", "Options", "Schedule", "build", "chain_depth", "default_steps",
+           "Brian2Runner", "DivergenceError", "Options", "Schedule", "build", "chain_depth",
+           "default_settle", "default_steps",
            "make_schedule", "parse_record", "resolve_options", "schedule_arrays"]
+
+
+class DivergenceError(FloatingPointError):
+    """A run produced non-finite activity or weights; the message names the populations and stores."""
 
 
 # --------------------------------------------------------------------------------------- brian2
@@ -66,6 +74,52 @@ def _pad_rows(values: np.ndarray) -> np.ndarray:
     """Append zero rows up to the next power of two (rows past the run's end are never read)."""
     rows = 1 << (len(values) - 1).bit_length()
     return np.concatenate([values, np.zeros((rows - len(values),) + values.shape[1:])])
+
+
+def _fill_schedules(model: _network.Model, arrays: dict, tick) -> None:
+    """Write this call's schedules into the model's ``TimedArray`` objects, in place.
+
+    The same objects (fixed names, rows padded to a power of two) serve every call that fits, so
+    the generated code, Brian2's code-generation caches and Cython's compiled modules are reused:
+    a TimedArray's row count is part of its code, its values are not. A call needing more rows
+    replaces them once by larger ones.
+    """
+    import brian2 as b2
+
+    for k, v in arrays.items():
+        current = model.timed.get(k)
+        if current is None or current.values.shape[0] < len(v) or current.values.shape[1:] != v.shape[1:]:
+            model.timed[k] = b2.TimedArray(_pad_rows(v), dt=tick, name=k)
+        else:
+            current.values[:len(v)] = v
+            current.values[len(v):] = 0.0
+
+
+@contextlib.contextmanager
+def _frozen_gc():
+    """Let ``Network.run``'s own ``gc.collect()`` (Brian2 calls it to warn about objects left out
+    of a network) scan only objects made since the call began: with many Python objects alive it
+    costs ~0.3 s per run, more than a short train_step simulates. Nothing is left uncollected:
+    :func:`gc.unfreeze` hands the frozen objects back to the collector afterwards."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def _restore_fresh(net) -> None:
+    """Restore the fresh state of ``net``; objects a user added since it was stored join it at
+    their current (never run) state, so ``net.add(...)`` between calls does not break the next one."""
+    added = [obj for obj in net.objects if obj.name not in net._bioplastic_stored]
+    if added:
+        net.remove(*added)
+        net.restore("fresh")
+        net.add(*added)
+        net.store("fresh")
+        net._bioplastic_stored = {obj.name for obj in net.objects}
+    else:
+        net.restore("fresh")
 
 
 @contextlib.contextmanager
@@ -119,7 +173,7 @@ class Brian2Runner(AbstractRunner):
     def __init__(self, circuit, options: Options | None = None, weights=None):
         check_supported(circuit)  # before validation: a spiking model is valid, just not built here
         super().__init__(circuit)
-        self.options = options or Options()
+        self.options = in_seconds(options or Options())
         self.dt, self.steps = resolve_options(circuit, self.options)
         self.settle = _aligned_tick(self.steps, self.dt)
         self.record = parse_record(circuit, self.options.record, self.options.record_copies)
@@ -131,6 +185,7 @@ class Brian2Runner(AbstractRunner):
         self._models: dict = {}
         self._recording: dict = {}
         self._last_copies: int | None = None
+        self._extensions: list = []
 
     # ------------------------------------------------------------------- contract
     def train_step(self, x, y):
@@ -169,6 +224,119 @@ class Brian2Runner(AbstractRunner):
         schedule = make_schedule(len(x), copies, len(x), learn=False)
         _, yhat = self._run(schedule, x, None)
         return yhat
+
+    # ------------------------------------------------------------------- open circuit
+    def extend(self, fn) -> Brian2Runner:
+        """Add one's own Brian2 objects to the circuit, in every network this runner builds.
+
+        ``fn(model)`` is called with each assembled :class:`~._network.Model` (its ``groups`` by
+        population name, ``synapses`` by projection name, ``stores``, the clocks ``sim`` and
+        ``ticks``, ``namespace``) and returns the new objects: a ``NeuronGroup``, ``Synapses``,
+        monitor, ..., a sequence or a dict of them. They join the network before its fresh state
+        is stored, so they survive every training call (each call starts them afresh, as it does
+        the circuit) and enter standalone programs. A synapse can drive a circuit population
+        through an input named in the ``inputs`` option; afterwards read them from
+        ``runner.model().extra``.
+
+        Example: Ornstein-Uhlenbeck noise on the apical compartments of ``hidden1``
+        (``inputs={"I_noise": "hidden1.apical"}``)::
+
+            def noise(model):
+                n = len(model.groups["hidden1"])
+                src = NeuronGroup(n, "dx/dt = -x / (5*ms) + 0.1 * xi / sqrt(5*ms) : 1",
+                                  method="euler", clock=model.sim, name="noise")
+                syn = Synapses(src, model.groups["hidden1"], "I_noise_post = x_pre : 1 (summed)",
+                               clock=model.sim, name="noise_to_hidden1")
+                syn.connect(j="i")
+                return [src, syn, StateMonitor(src, "x", record=[0], name="noise_monitor")]
+
+            runner.extend(noise)
+
+        Networks built before are dropped (the next call rebuilds them). Returns the runner.
+        """
+        if not callable(fn):
+            raise TypeError(f"extend needs a callable fn(model) -> Brian2 objects; got {fn!r}")
+        self._extensions.append(fn)
+        self._models.clear()
+        return self
+
+    def model(self, copies: int | None = None) -> _network.Model:
+        """The Brian2 objects of the circuit with ``copies`` parallel copies (runtime device).
+
+        Default: the copies of the last call, else ``options.copies``, else 1. Builds the network
+        if no call has yet (so one can inspect it or add objects to ``model.network`` before
+        training: objects added there survive the following calls of that network; prefer
+        :meth:`extend`, which also reaches networks built later).
+        """
+        copies = copies or self._last_copies or self.options.copies or 1
+        if self.options.device != "runtime":
+            fits = [key for key in self._models if key[0] == copies]
+            if not fits:
+                raise ValueError(f"no standalone program with {copies} copies is built yet; run a "
+                                 "call first, or use device='runtime' to inspect a model")
+            return self._models[max(fits)].model
+        model, net = self._network(copies)
+        if not getattr(net, "_bioplastic_ran", False):
+            # a run of zero duration generates the code (what export() reads, e.g. the
+            # once-per-step subexpressions) and tells Brian2 the objects are in use
+            import brian2 as b2
+
+            idle = make_schedule(copies, copies, copies, learn=False)
+            arrays = schedule_arrays(idle, np.zeros((copies, self.circuit.sizes[0])), None,
+                                     self.circuit.sizes[-1])
+            with _runtime_prefs(self.options.target, self.build_dir / "brian2_cache"):
+                _fill_schedules(model, arrays, self.settle * b2.second)
+                with _frozen_gc():
+                    net.run(0 * b2.second, namespace={**model.namespace, **model.timed})
+            net._bioplastic_ran = True
+        return model
+
+    def _network(self, copies: int):
+        import brian2 as b2
+
+        with _runtime_prefs(self.options.target, self.build_dir / "brian2_cache"):
+            if copies not in self._models:
+                model = self._assemble(copies)
+                net = model.network = b2.Network(*model.objects)
+                # the fresh state (t = 0, compartments at rest, empty monitors) every call starts from
+                net.store("fresh")
+                net._bioplastic_stored = {obj.name for obj in net.objects}
+                self._models[copies] = (model, net)
+        return self._models[copies]
+
+    def export(self, format: str = "markdown", copies: int | None = None) -> str:
+        """The built model in a readable form: every population, weight store and synapse group
+        with its equations, parameters and the code it runs at each presentation, the clocks and
+        constants (see :func:`._export.describe`).
+
+        Parameters
+        ----------
+        format : str
+            ``markdown`` (text with tables) or ``json``.
+        copies : int, optional
+            Which network (see :meth:`model`); the copies change only the group sizes.
+        """
+        from . import _export
+
+        return _export.render(_export.describe(self, self.model(copies)), format)
+
+    def constraints(self) -> list[dict]:
+        """:meth:`bioplastic.Circuit.constraints` plus what this backend's circuit adds.
+
+        Each row's ``wiring`` gains the backend's own shortcuts: the parallel copies of a batch
+        share every synapse's weight and eligibility (linked variables into one store) unless
+        ``copies=1``, and plasticity is gated by broadcast third factors (a learning flag and a
+        consolidation signal carrying 1/batch).
+        """
+        copies = self.options.copies
+        shared = ("the batch's parallel copies share each synapse's weight and eligibility (linked "
+                  "variables into one store; copies=1 presents a batch in sequence instead)")
+        third = ("plasticity is gated by broadcast third factors: a learning flag at the end of each "
+                 "presentation and a consolidation signal carrying 1/batch")
+        rows = self.circuit.constraints()
+        for row in rows:
+            row["wiring"] = [*row["wiring"], *([] if copies == 1 else [shared]), third]
+        return rows
 
     # ------------------------------------------------------------------- recording
     def recording(self) -> dict:
@@ -221,13 +389,22 @@ class Brian2Runner(AbstractRunner):
         if self.record and max(self.options.record_copies) >= copies:
             raise ValueError(f"record_copies {self.options.record_copies} names a copy this call does "
                              f"not have: it simulates {copies} copies (0..{copies - 1})")
-        model = _network.assemble(self.circuit, copies, self.dt, self.settle, self.options.tau, timed)
+        model = _network.assemble(self.circuit, copies, self.dt, self.settle, self.options.tau, timed,
+                                  self.options.inputs, self.options.optimise)
         _network.add_monitors(model, self.circuit, self.record, self.options.record_copies,
                               self.options.record_dt or self.dt)
+        for fn in self._extensions:
+            _network.add_extra(model, fn)
         return model
 
     def _collect(self, model: _network.Model) -> tuple[np.ndarray, np.ndarray]:
-        """Read weights, read-outs and recordings back after a run."""
+        """Read weights, read-outs and recordings back after a run; raise :class:`DivergenceError`
+        (keeping the weights from before the call) when the run went non-finite."""
+        problem = _network.non_finite(model)
+        if problem:
+            raise DivergenceError(
+                f"backend 'brian2': the circuit diverged during this call ({problem}); the weights "
+                "are left as they were before it. Lower lr or feedback_lr, or check the inputs' scale")
         for key in self.weights:
             self.weights[key] = np.asarray(model.stores[key].w[:], dtype=np.float64).reshape(
                 self.weights[key].shape).copy()
@@ -249,26 +426,21 @@ class Brian2Runner(AbstractRunner):
     def _run_runtime(self, copies: int, n_pres: int, arrays: dict):
         import brian2 as b2
 
+        model, net = self._network(copies)
         with _runtime_prefs(self.options.target, self.build_dir / "brian2_cache"):
-            if copies not in self._models:
-                model = self._assemble(copies)
-                net = b2.Network(*model.objects)
-                # the fresh state (t = 0, compartments at rest, empty monitors) every call starts from
-                net.store("fresh")
-                self._models[copies] = (model, net)
-            model, net = self._models[copies]
-            net.restore("fresh")
+            _restore_fresh(net)
             for key, store in model.stores.items():
                 if key in self.weights:
                     store.w_ = self.weights[key].ravel()
-            namespace = dict(model.namespace)
-            tick = self.settle * b2.second
-            # Fixed names and row counts padded to a power of two keep the generated code (and so
-            # Cython's cache) the same from call to call: a TimedArray's size is part of its code.
-            namespace.update({k: b2.TimedArray(_pad_rows(v), dt=tick, name=k) for k, v in arrays.items()})
+            fast = self.options.optimise
+            if not fast:  # the baseline: new schedules every call, Brian2's full gc.collect
+                model.timed.clear()
+            _fill_schedules(model, arrays, self.settle * b2.second)
             start = time.perf_counter()
-            net.run(self._duration(n_pres), namespace=namespace)
+            with _frozen_gc() if fast else contextlib.nullcontext():
+                net.run(self._duration(n_pres), namespace={**model.namespace, **model.timed})
             run_s = time.perf_counter() - start
+            net._bioplastic_ran = True
             eps, yhat = self._collect(model)
         return eps, yhat, {"run_s": run_s}
 

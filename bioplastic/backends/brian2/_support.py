@@ -16,7 +16,7 @@ import re
 
 from ... import neurons, rules
 from .._base import UnsupportedCircuitError, unsupported_reason
-from . import _network
+from . import _network, _plasticity
 
 BACKEND = "brian2"
 #: Rule topologies and forms the assembly handles (the closed sets of :mod:`bioplastic.rules`).
@@ -30,6 +30,12 @@ def subspace_problem(unit: rules.SubspaceRule) -> str | None:
     """Why subspace rule ``unit`` has no synapse-local Brian2 form (None when it has one)."""
     if not unit.learns:
         return None  # nothing learns: fixed synapses need no form
+    descends = (unit.brian2 or {}).get("descends")
+    if descends is not None:
+        if descends not in _plasticity.MISMATCH_FORMS:
+            return (f"subspace rule {unit.name!r} descends {descends!r}; mismatch forms this backend "
+                    f"builds: {', '.join(_plasticity.MISMATCH_FORMS)}")
+        return None  # built as a (non-local) circuit of weight stores
     if unit.reads_forward_weight:
         by_text: dict[str, list[str]] = {}
         for factor, text in unit.reads.items():

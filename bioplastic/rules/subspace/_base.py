@@ -45,8 +45,16 @@ class SubspaceRule:
     reads_forward_weight: ClassVar[bool] = False
     #: Factor -> what its synapses read, for :meth:`bioplastic.Circuit.constraints`.
     reads: ClassVar[dict[str, str]] = {}
-    #: Symmetric wiring the rule needs in a circuit (e.g. reciprocal synapses mirroring Q).
+    #: Symmetric wiring the rule needs in a circuit when its reciprocal synapses read the factor
+    #: they mirror (``reciprocal="read"``), e.g. reciprocal synapses reading Q's weights.
     symmetric: ClassVar[tuple[str, ...]] = ()
+    #: Compartment -> the factor its reciprocal synapses mirror (``{"v": "Q"}``: v = Q^T h;
+    #: ``{"rec": "P"}``: rec = P^T z). A rule that lists any supports ``reciprocal="learned"``, where
+    #: those synapses hold their own weights (``Qt{l}`` (r, m), ``Pt{l}`` (n, r)), and defines
+    #: :meth:`mirrored_gradients`.
+    mirrors: ClassVar[dict[str, str]] = {}
+    #: Other non-local reads of its synapses, in words, for :meth:`bioplastic.Circuit.constraints`.
+    wiring_notes: ClassVar[tuple[str, ...]] = ()
     #: Brian2 form: factor -> eligibility expression (in the variables of the synapse: ``{err}_pre``
     #: the presynaptic error signal, ``z_pre`` / ``z_post`` the bottleneck rate, ``rate_post`` the
     #: postsynaptic rate, ``v_post`` the bottleneck's forward compartment Q^T h, ``rec_pre`` the
@@ -73,6 +81,17 @@ class SubspaceRule:
             The error the pathway reads.
         """
         raise NotImplementedError(f"subspace rule {self.name!r} defines no gradients")
+
+    def mirrored_gradients(self, P: Array, Q: Array, W: Array | None, h: Array, delta: Array,
+                           mirror: dict[str, Array]) -> tuple[Array | None, Array | None]:
+        """:meth:`gradients` when the compartments are carried by learned reciprocal synapses.
+
+        ``mirror`` maps each compartment of :attr:`mirrors` to the weights standing in for the
+        transposed factor: ``v`` -> V (r, m) in place of Q^T, ``rec`` -> R (n, r) in place of P^T.
+        With V = Q^T and R = P^T the result equals :meth:`gradients`. The reciprocal weights move
+        by the factor's gradient transposed (:meth:`bioplastic.rules.Rule.feedback_gradients`).
+        """
+        raise NotImplementedError(f"subspace rule {self.name!r} declares no learned reciprocals")
 
     # ----------------------------------------------------------------- backend bodies
     def torch_gradients(self, P, Q, W, x_rows, g_rows, z_rows=None, n_samples=None, grad_w=None):

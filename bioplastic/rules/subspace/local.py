@@ -8,8 +8,11 @@ r"""``local``: each feedback synapse learns from what it sees.
 Arxiv 2502.20580, section "Learning the feedback with local rules". A Q synapse reads its
 presynaptic bottleneck rate z = P delta and its postsynaptic rate h; a P synapse reads its
 presynaptic error and the bottleneck's forward projection v = Q^T h, which a circuit carries
-through reciprocal synapses that mirror Q (a symmetric wiring of the feedback loop, not of the
-forward weights). Since <h (P delta)^T> = (grad_W)^T P^T, Q^T follows P W with weight decay, the
+through reciprocal synapses that mirror Q: either reading Q's weights (``reciprocal="read"``, a
+symmetric wiring of the feedback loop, not of the forward weights) or holding their own weights V
+(``reciprocal="learned"``), moved by Q's update transposed, :math:`\Delta V = -\eta_b (\langle
+(P\delta) h^\top \rangle + \lambda V)`, so that V - Q^T shrinks by (1 - eta_b lambda) per step
+and P reads v = V h. Since <h (P delta)^T> = (grad_W)^T P^T, Q^T follows P W with weight decay, the
 Kolen-Pollack argument: QP tends to W^T P^T P, backprop's error projected on P's rows.
 """
 
@@ -29,8 +32,14 @@ class Local(SubspaceRule):
     init = ("svd", "svd")
     reads = {"Q": "presynaptic bottleneck rate z = P delta, postsynaptic rate h",
              "P": "presynaptic error delta, the bottleneck's forward compartment v = Q^T h"}
-    symmetric = ("reciprocal synapses mirroring Q carry v = Q^T h to the bottleneck",)
+    symmetric = ("reciprocal synapses read Q's weights to carry v = Q^T h to the bottleneck",)
+    mirrors = {"v": "Q"}
     brian2 = {"P": "{err}_pre * v_post", "Q": "z_pre * rate_post", "compartments": ("v",)}
+
+    def mirrored_gradients(self, P, Q, W, h, delta, mirror):
+        n = h.shape[0]
+        v = h @ mirror["v"].T  # (batch, r): the bottleneck's forward compartment, V h
+        return v.T @ delta / n, h.T @ (delta @ P.T) / n
 
     def feedback_macs(self, rows, fan_in, out, rank, groups, conv):
         # two contractions with the weight gradient (conv always; Linear when cheaper), else per row

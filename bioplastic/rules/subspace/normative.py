@@ -6,7 +6,8 @@ r"""``normative``: descend the distance between the feedback and the transport i
     \Delta Q = \eta_b (W^\top - QP) P^\top, \qquad \Delta P = \eta_b Q^\top (W^\top - QP).
 
 Arxiv 2502.20580, section "A normative rule for the feedback". Not local: every feedback synapse
-reads the forward matrix W. Fixed point: QP is the best rank-r approximation of W^T, which is
+reads the forward matrix W (the Brian2 backend builds it as a circuit of weight stores that sums
+the mismatch W^T - QP, reported as non-local). Fixed point: QP is the best rank-r approximation of W^T, which is
 where the ``svd`` initialisation starts. The data do not enter.
 """
 
@@ -21,6 +22,9 @@ class Normative(SubspaceRule):
     init = ("svd", "svd")
     reads_forward_weight = True
     reads = {"P": "the forward weight W and the product QP", "Q": "the forward weight W and the product QP"}
+    #: Brian2: no synapse-local eligibility; the backend builds the mismatch W^T - QP as a circuit
+    #: of weight stores (non-local, flagged by constraints()) and descends it.
+    brian2 = {"descends": "W^T - QP", "compartments": ()}
 
     def feedback_macs(self, rows, fan_in, out, rank, groups, conv):
         # products of W, P and Q only: no data enter

@@ -7,7 +7,9 @@ r"""``oja``: P learns the error's principal subspace by Oja's subspace rule; Q a
 the (uncentred) error covariance; P's rows converge to an orthonormal basis of C's top-r principal
 subspace (Oja 1989). Arxiv 2502.20580, section "Learning the error subspace". A P synapse reads the
 bottleneck rate z = P delta, its presynaptic error and that error's reconstruction P^T z, which a
-circuit carries through reciprocal synapses mirroring P.
+circuit carries through reciprocal synapses mirroring P: reading P's weights
+(``reciprocal="read"``) or holding their own R (n, r) (``reciprocal="learned"``), moved by P's
+update transposed, so that the reconstruction is R z and R - P^T shrinks with decay.
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ class Oja(SubspaceRule):
     init = ("orthonormal", "expand")
     reads = {"Q": Local.reads["Q"],
              "P": "bottleneck rate z, presynaptic error delta and its reconstruction P^T z"}
-    symmetric = ("reciprocal synapses mirroring P carry the reconstruction P^T z to the error neurons",)
+    symmetric = ("reciprocal synapses read P's weights to carry the reconstruction P^T z to the error "
+                 "neurons",)
+    mirrors = {"rec": "P"}
+    wiring_notes = ("a P synapse reads the reconstruction P^T z held by its presynaptic error neuron "
+                    "(a signal of the presynaptic cell, not of the synapse)",)
     brian2 = {"P": "-z_post * ({err}_pre - rec_pre)", "Q": "z_pre * rate_post", "compartments": ("rec",)}
 
     def feedback_macs(self, rows, fan_in, out, rank, groups, conv):
@@ -35,6 +41,12 @@ class Oja(SubspaceRule):
         n = delta.shape[0]
         pc = P @ (delta.T @ delta / n)
         return -(pc - pc @ P.T @ P), h.T @ (delta @ P.T) / n
+
+    def mirrored_gradients(self, P, Q, W, h, delta, mirror):
+        n = delta.shape[0]
+        z = delta @ P.T  # (batch, r)
+        reconstruction = z @ mirror["rec"].T  # (batch, n): R z at the error neurons
+        return -z.T @ (delta - reconstruction) / n, h.T @ z / n
 
     def torch_gradients(self, P, Q, W, x_rows, g_rows, z_rows=None, n_samples=None, grad_w=None):
         # rows may be samples x positions (tokens): each row's error is n_samples g, and C is the mean
