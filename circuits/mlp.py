@@ -64,7 +64,7 @@ def _ranks(rank, rule, sizes: list[int]) -> list[int]:
 def mlp(sizes: Sequence[int], rule: str = "ldfa", rank: int | Sequence[int] | None = None,
         subspace: str = "local", activation: str = "tanh", neuron: str = "rate",
         lr: float = 0.05, feedback_lr: float | None = None, decay: float = 0.0,
-        bias: bool = True, seed: int = 0, reciprocal: str = "read") -> Circuit:
+        bias: bool = True, seed: int = 0, dale: bool = False, reciprocal: str = "read") -> Circuit:
     """A multilayer circuit ``sizes[0] -> ... -> sizes[-1]`` trained by ``rule``.
 
     Parameters
@@ -81,7 +81,10 @@ def mlp(sizes: Sequence[int], rule: str = "ldfa", rank: int | Sequence[int] | No
     activation : str
         Hidden nonlinearity: ``tanh``, ``relu``, ``sigmoid``, ``linear``. The output is linear.
     neuron : str
-        Neuron model of every population (``rate``).
+        Neuron model of every population: ``rate``, or ``lif`` (leaky integrate-and-fire,
+        :mod:`bioplastic.neurons.lif`: spiking hidden and output populations, Poisson input, the
+        signed error and bottleneck populations carried by ON/OFF pairs; built by backend
+        ``brian2``).
     lr : float
         Learning rate of W and b.
     feedback_lr : float, optional
@@ -92,6 +95,9 @@ def mlp(sizes: Sequence[int], rule: str = "ldfa", rank: int | Sequence[int] | No
         Give hidden and output populations a bias.
     seed : int
         Seed of the initial weights.
+    dale : bool
+        Dale's law (``neuron="lif"`` only): every presynaptic neuron is excitatory or inhibitory
+        and its outgoing weights keep that sign; reported by :meth:`~bioplastic.Circuit.constraints`.
     reciprocal : str
         How a subspace rule that reads Q^T h (``local``) or P^T z (``oja``) gets it: ``read`` (the
         reciprocal synapses read Q's or P's weights: a symmetric wiring) or ``learned`` (they hold
@@ -132,6 +138,9 @@ def mlp(sizes: Sequence[int], rule: str = "ldfa", rank: int | Sequence[int] | No
     for name, value in (("lr", lr), ("feedback_lr", feedback_lr), ("decay", decay)):
         if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
             raise CircuitError(f"{name} must be a finite number >= 0; got {value!r}")
+    if dale and neuron != "lif":
+        raise CircuitError(f"dale=True constrains the signs of spiking synapses; it needs neuron='lif' "
+                           f"(got neuron={neuron!r})")
     seed = _as_int(seed)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise CircuitError(f"seed must be an int >= 0; got {seed!r}")
@@ -153,5 +162,5 @@ def mlp(sizes: Sequence[int], rule: str = "ldfa", rank: int | Sequence[int] | No
     circuit = Circuit.from_records(
         pops + fb_pops, projs + fb_projs, rule=rule, subspace=subspace if low_rank else None,
         lr=float(lr), feedback_lr=float(feedback_lr), decay=float(decay), seed=int(seed),
-        **({"reciprocal": reciprocal} if reciprocal != "read" else {}))
+        **({"dale": True} if dale else {}), **({"reciprocal": reciprocal} if reciprocal != "read" else {}))
     return circuit.validate()

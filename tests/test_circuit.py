@@ -107,7 +107,7 @@ def test_draw_writes_a_figure(tmp_path):
     (dict(rule="ldfa"), "rule 'ldfa' needs rank"),
     (dict(rule="fa", rank=3), "rank is an ldfa setting"),
     (dict(rule="fa", activation="swish"), "unknown activation 'swish'; valid options: tanh"),
-    (dict(rule="fa", neuron="lif"), "unknown neuron model 'lif'; valid options: rate"),
+    (dict(rule="fa", neuron="izhikevich"), "unknown neuron model 'izhikevich'; valid options: rate, lif"),
     (dict(rule="fa", lr=-1.0), "lr must be a finite number >= 0"),
     (dict(rule="fa", lr=float("nan")), "lr must be a finite number"),
 ])

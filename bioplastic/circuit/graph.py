@@ -325,10 +325,14 @@ class Circuit:
         the forward matrix W for the normative rule), ``reads`` (weight kind -> what its plastic
         synapses read) and ``symmetric`` (symmetric wiring the plasticity needs, such as the
         reciprocal synapses mirroring Q that carry Q^T h to the bottleneck for the ``local`` rule).
-        Every fact comes from the rule's declaration (:mod:`bioplastic.rules`).
+        Every fact comes from the rule's declaration (:mod:`bioplastic.rules`); a spiking circuit
+        adds its neuron model's facts (``neuron``, ``signed_populations``, ``dale``;
+        :func:`bioplastic.neurons.constraint_facts`).
         """
         self.validate()
-        return self.learning_rule.constraints(self)
+        _, neurons = _registries()
+        rows = self.learning_rule.constraints(self)
+        return [{**row, **neurons.constraint_facts(self, row)} for row in rows]
 
     # ----------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:

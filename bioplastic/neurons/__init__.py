@@ -77,7 +77,21 @@ def activation(name: str) -> RateFunction:
     return ACTIVATIONS[name]
 
 
-#: Neuron models a population can use. ``rate``: the rate neuron h = f(a) above.
-NEURON_MODELS = ("rate",)
+#: Neuron models a population can use. ``rate``: the rate neuron h = f(a) above; ``lif``: the
+#: leaky integrate-and-fire neuron of :mod:`bioplastic.neurons.lif` (spiking; its surrogate
+#: derivative stands in for f').
+NEURON_MODELS = ("rate", "lif")
 
-__all__ = ["ACTIVATIONS", "NEURON_MODELS", "RateFunction", "activation", "register_activation"]
+from . import lif  # noqa: E402  (the LIF unit; it imports nothing from here)
+from .lif import LIFParams  # noqa: E402
+
+
+def constraint_facts(circuit, row: dict) -> dict:
+    """Facts a circuit's neuron models add to a row of :meth:`bioplastic.Circuit.constraints`
+    (empty for rate circuits; see :func:`bioplastic.neurons.lif.constraint_facts`)."""
+    models = {n for _, n in circuit.graph.nodes(data="neuron")}
+    return lif.constraint_facts(circuit, row) if "lif" in models else {}
+
+
+__all__ = ["ACTIVATIONS", "LIFParams", "NEURON_MODELS", "RateFunction", "activation", "constraint_facts",
+           "lif", "register_activation"]

@@ -141,3 +141,32 @@ __all__ = ["DEVICES", "RECORD_SETS", "SUPPORTED_NEURONS", "TARGETS", "Brian2Runn
            "Options", "UnsupportedCircuitError", "build", "capabilities", "chain_depth", "check_supported",
            "default_settle", "default_steps", "make_schedule", "unsupported"]
 
+
+# ------------------------------------------------------------------ spiking circuits (neuron="lif")
+# Circuits of spiking neurons are built by ._spiking (LIF populations, ON/OFF error and bottleneck
+# neurons); these wrappers send them there and everything else to the rate backend above.
+from . import _spiking  # noqa: E402
+
+_rate_build, _rate_unsupported, _rate_capabilities = build, unsupported, capabilities
+
+
+def build(circuit, **options):  # noqa: F811
+    """Build a runner: :class:`Brian2Runner` for rate circuits (see :class:`Options`), or
+    :class:`._spiking.SpikingRunner` for ``neuron="lif"`` circuits (see :class:`._spiking.SpikingOptions`)."""
+    return (_spiking.build if _spiking.is_spiking(circuit) else _rate_build)(circuit, **options)
+
+
+def unsupported(circuit):  # noqa: F811
+    """Why this backend cannot build ``circuit`` (None when it can); spiking circuits included."""
+    return (_spiking.unsupported if _spiking.is_spiking(circuit) else _rate_unsupported)(circuit)
+
+
+def capabilities():  # noqa: F811
+    """What this backend builds; ``neurons`` lists the rate and the spiking models."""
+    caps = dict(_rate_capabilities())
+    caps["neurons"] = tuple(caps["neurons"]) + _spiking.SPIKING_NEURONS
+    return caps
+
+
+SpikingOptions, SpikingRunner = _spiking.SpikingOptions, _spiking.SpikingRunner
+__all__ += ["SpikingOptions", "SpikingRunner"]
