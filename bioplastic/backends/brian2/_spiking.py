@@ -7,7 +7,9 @@ rate circuit of :mod:`bioplastic.backends.brian2` and implements the same abstra
 with every quantity carried by spikes. Populations (``copies`` parallel copies of each, as in the
 rate circuit) and what each synapse reads:
 
-* **input** (n_0): Poisson (or regular) spike trains of rate ``input_rate * x`` (x >= 0).
+* **input** (n_0): Poisson (or regular) spike trains of rate ``input_rate * x`` (x >= 0); with
+  ``signed_input`` an ON/OFF pair per input, rates ``input_rate * [x]+`` and ``[-x]+``, for
+  centred data (the forward synapses then read +w from ON, -w from OFF, as the feedback ones do).
 * **hidden** (n_1): leaky integrate-and-fire neurons (:mod:`bioplastic.neurons.lif`). The soma
   integrates a synaptic current g (time constant ``tau_syn``) opened by presynaptic spikes; the
   apical compartment u integrates the feedback spikes and never drives v. The neuron's rate is its
@@ -133,6 +135,10 @@ class SpikingOptions:
         eligibility of every synapse of every copy is updated) for less sampling noise.
     input_coding : str
         ``poisson`` or ``regular`` spike trains for the input.
+    signed_input : bool
+        Carry the input by ON and OFF halves (rates ``input_rate * [x]+`` and ``[-x]+``, the
+        forward synapses +w from ON, -w from OFF), so x may be negative: centred data, which
+        trains far faster than raw non-negative pixels (``analyses/spiking_digits.py``).
     input_rate : float, Hz
         Rate of an input of value 1.
     error_rate, bottleneck_rate : float, Hz
@@ -156,6 +162,7 @@ class SpikingOptions:
     window: float = 100.0
     plasticity_dt: float = 2.5
     input_coding: str = "poisson"
+    signed_input: bool = False
     input_rate: float = 100.0
     error_rate: float = 100.0
     bottleneck_rate: float = 100.0
@@ -429,9 +436,10 @@ class SpikingRunner(AbstractRunner):
 
     # ------------------------------------------------------------------- simulation
     def _check_signs(self, x, y):
-        if np.any(x < 0):
+        if np.any(x < 0) and not self.options.signed_input:
             raise ValueError("a spiking circuit encodes x as firing rates: x must be >= 0 (got a minimum "
-                             f"of {x.min():g}); shift or rectify the data")
+                             f"of {x.min():g}); rectify the data, or pass signed_input=True for ON/OFF "
+                             "input halves")
         if y is not None and np.any(y < 0):
             raise ValueError("a spiking circuit encodes the target as firing rates: y must be >= 0 "
                              f"(got a minimum of {y.min():g})")
@@ -628,18 +636,28 @@ def _assemble(circuit, copies: int, o: SpikingOptions, signs: dict) -> _Model:
         jump = f"r += {1.0 / (p.tau_trace * 1e-3 * scale[role])!r}"
         if role in ("input", "target"):
             var, rate = ("x", o.input_rate) if role == "input" else ("y", p.rate_max)
+            halves = role == "input" and o.signed_input
             eqs = [f"{var} : 1", trace, "m_r : 1"]
+            # a signed input: ON and OFF halves (as for the error), firing at rate [x]+ and [-x]+
+            value = f"clip(sgn * {var}, 0, inf)" if halves else var
+            if halves:
+                eqs += ["sgn : 1 (constant)", "column : integer (constant)"]
             if role == "input" and o.input_coding == "regular":
-                eqs.append(f"dphase/dt = {var} * {rate!r} * Hz : 1")
+                eqs.append(f"dphase/dt = {value} * {rate!r} * Hz : 1")
                 threshold, reset = "phase > 1", f"phase -= 1; {jump}"
             else:
-                threshold, reset = f"rand() < {var} * {rate!r} * Hz * dt", jump
-            grp = b2.NeuronGroup(n, "\n".join(eqs), threshold=threshold, reset=reset, method=METHOD,
-                                 clock=sim, name=name)
+                threshold, reset = f"rand() < {value} * {rate!r} * Hz * dt", jump
+            grp = b2.NeuronGroup(2 * n if halves else n, "\n".join(eqs), threshold=threshold, reset=reset,
+                                 method=METHOD, clock=sim, name=name)
             if role == "input" and o.input_coding == "regular":
                 grp.phase = "rand()"
-            grp.run_regularly(f"{var} = {var}_sched(t, i)", clock=ticks, when="start",
-                              order=ORDER_LOAD, name=f"{name}_loader")
+            if halves:
+                c, m = np.divmod(np.arange(2 * n), 2 * attrs["size"])
+                grp.column = c * attrs["size"] + m % attrs["size"]
+                grp.sgn = np.tile(np.repeat([1.0, -1.0], attrs["size"]), copies)
+                model.signed += (name,)
+            grp.run_regularly(f"{var} = {var}_sched(t, {'column' if halves else 'i'})", clock=ticks,
+                              when="start", order=ORDER_LOAD, name=f"{name}_loader")
             model.groups[name] = grp
             accumulate(grp, MEANS[role])
         elif role in ("hidden", "output"):
@@ -707,7 +725,7 @@ def _assemble(circuit, copies: int, o: SpikingOptions, signs: dict) -> _Model:
 
     def width(pop: str) -> int:
         """Neurons per copy of a population's group (two halves for a signed population)."""
-        return g.nodes[pop]["size"] * (2 if g.nodes[pop]["role"] in SIGNED_ROLES else 1)
+        return g.nodes[pop]["size"] * (2 if pop in model.signed else 1)
 
     def pairs(pre: str, post: str):
         """All-to-all synapses inside each copy; (i, j, widx) with widx the (post, pre) row-major
@@ -761,7 +779,7 @@ def _assemble(circuit, copies: int, o: SpikingOptions, signs: dict) -> _Model:
         s = store(proj.name, n_pre * n_post, lr if learns else 0.0, params.decay)
         # the sign a synapse carries: that of its presynaptic half times that of its postsynaptic one
         sign = " * ".join(["1.0"] + [f"sgn_{side}" for side, pop in (("pre", proj.pre), ("post", proj.post))
-                                     if g.nodes[pop]["role"] in SIGNED_ROLES])
+                                     if pop in model.signed])
         jump = 1.0 / (tau * 1e-3 * scale[pre_role])
         lines = ["w : 1 (linked)", "widx : integer (constant)"] + (["elig : 1 (linked)"] if learns else [])
         syn = b2.Synapses(pre_grp, post_grp, "\n".join(lines),
@@ -772,8 +790,8 @@ def _assemble(circuit, copies: int, o: SpikingOptions, signs: dict) -> _Model:
         syn.w = b2.linked_var(s, "w", index="widx")
         if learns:
             syn.elig = b2.linked_var(s, "elig", index="widx")
-            if kind == "W":
-                product = "r_pre * delta_post"
+            if kind == "W":  # (a signed input's halves: summed, (x_on - x_off) delta^T)
+                product = f"{sign} * r_pre * delta_post"
             elif kind == "Q":  # summed over the ON and OFF halves: h z^T
                 product = f"{sign} * r_pre * r_post"
             elif kind == "P":  # summed over the four pairings of halves: 2 v e^T, hence 1/2
