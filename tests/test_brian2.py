@@ -39,6 +39,9 @@ RULES = {
     "ldfa-q_only": dict(rule="ldfa", rank=3, subspace="q_only"),
     # non-local: the mismatch W^T - QP summed by a circuit of weight stores
     "ldfa-normative": dict(rule="ldfa", rank=3, subspace="normative"),
+    # reciprocal synapses with weights of their own (no symmetric wiring)
+    "ldfa-local-learned": dict(rule="ldfa", rank=3, subspace="local", reciprocal="learned"),
+    "dfa-r-oja-learned": dict(rule="dfa", rank=2, subspace="oja", reciprocal="learned"),
     # low-rank direct feedback: one bottleneck from the error to every hidden layer
     "dfa-r-fixed": dict(rule="dfa", rank=2, subspace="fixed"),
     "dfa-r-local": dict(rule="dfa", rank=2, subspace="local"),

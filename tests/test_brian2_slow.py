@@ -69,3 +69,25 @@ def test_digits_learning_within_three_points():
            (("brian2", runner), ("reference", ref))}
     assert acc["reference"] > 0.8, acc
     assert abs(acc["brian2"] - acc["reference"]) <= 0.03, acc
+
+
+@pytest.mark.parametrize("kwargs", [dict(rule="ldfa", rank=3, subspace="normative"),
+                                    dict(rule="ldfa", rank=3, subspace="oja", reciprocal="learned")],
+                         ids=["normative", "oja-learned"])
+def test_standalone_builds_mismatch_and_learned_reciprocals(kwargs):
+    """The normative rule's mismatch circuit and learned reciprocals compile to C++ and match."""
+    circuit = circuits.mlp([6, 8, 7, 4], lr=0.1, feedback_lr=0.1, decay=0.01, seed=1, **kwargs)
+    errors, loss_b2, loss_ref, _ = update_errors(circuit, *batch(6, 4), device="cpp_standalone")
+    assert max(errors.values()) < TOLERANCE, errors
+
+
+def test_user_objects_enter_standalone_programs():
+    from test_brian2_circuits import _noise
+
+    circuit = circuits.mlp([6, 8, 4], rule="ldfa", rank=2, subspace="local", lr=0.1, seed=7)
+    runner = bioplastic.build(circuit, backend="brian2", device="cpp_standalone",
+                              inputs={"I_noise": "hidden1.apical"}).extend(_noise)
+    x, y = batch(6, 4, n=4, seed=8)
+    for _ in range(2):
+        runner.train_step(x, y)
+        assert runner.model().extra["noise_monitor"].x.shape == (2, runner.steps + 1)

@@ -70,26 +70,44 @@ def _aligned_tick(steps: int, dt: float) -> float:
     return steps * dt
 
 
-def _pad_rows(values: np.ndarray) -> np.ndarray:
-    """Append zero rows up to the next power of two (rows past the run's end are never read)."""
-    rows = 1 << (len(values) - 1).bit_length()
+#: Schedules of the runtime device hold at least this many rows (while a schedule stays under
+#: :data:`SCHEDULE_BYTES`), so that a train_step and an epoch of up to that many presentations
+#: share one generated code (a TimedArray's row count is part of its code; Cython compiles each).
+MIN_SCHEDULE_ROWS, SCHEDULE_BYTES = 64, 16 * 2 ** 20
+
+
+def _pad_rows(values: np.ndarray, min_rows: int = 1) -> np.ndarray:
+    """Append zero rows up to the next power of two, at least ``min_rows`` (rows past the run's
+    end are never read)."""
+    rows = max(1 << (len(values) - 1).bit_length(), min_rows)
     return np.concatenate([values, np.zeros((rows - len(values),) + values.shape[1:])])
 
 
-def _fill_schedules(model: _network.Model, arrays: dict, tick) -> None:
+def _min_rows(values: np.ndarray) -> int:
+    """The largest power of two <= :data:`MIN_SCHEDULE_ROWS` whose rows of ``values`` fit in
+    :data:`SCHEDULE_BYTES`."""
+    row_bytes = max(1, values[0].nbytes if len(values) else 8)
+    rows = MIN_SCHEDULE_ROWS
+    while rows > 1 and rows * row_bytes > SCHEDULE_BYTES:
+        rows //= 2
+    return rows
+
+
+def _fill_schedules(model: _network.Model, arrays: dict, tick, share: bool = True) -> None:
     """Write this call's schedules into the model's ``TimedArray`` objects, in place.
 
     The same objects (fixed names, rows padded to a power of two) serve every call that fits, so
     the generated code, Brian2's code-generation caches and Cython's compiled modules are reused:
     a TimedArray's row count is part of its code, its values are not. A call needing more rows
-    replaces them once by larger ones.
+    replaces them once by larger ones. ``share``: pad to at least :func:`_min_rows` rows, so calls
+    of different lengths share the code (False: the next power of two only).
     """
     import brian2 as b2
 
     for k, v in arrays.items():
         current = model.timed.get(k)
         if current is None or current.values.shape[0] < len(v) or current.values.shape[1:] != v.shape[1:]:
-            model.timed[k] = b2.TimedArray(_pad_rows(v), dt=tick, name=k)
+            model.timed[k] = b2.TimedArray(_pad_rows(v, _min_rows(v) if share else 1), dt=tick, name=k)
         else:
             current.values[:len(v)] = v
             current.values[len(v):] = 0.0
@@ -435,7 +453,7 @@ class Brian2Runner(AbstractRunner):
             fast = self.options.optimise
             if not fast:  # the baseline: new schedules every call, Brian2's full gc.collect
                 model.timed.clear()
-            _fill_schedules(model, arrays, self.settle * b2.second)
+            _fill_schedules(model, arrays, self.settle * b2.second, share=fast)
             start = time.perf_counter()
             with _frozen_gc() if fast else contextlib.nullcontext():
                 net.run(self._duration(n_pres), namespace={**model.namespace, **model.timed})
