@@ -29,22 +29,60 @@ def test_no_command_prints_help_and_version(capsys):
     assert err.value.code == 0 and "bioplastic 0.1.0" in capsys.readouterr().out
 
 
+#: A small CNN for the command's end-to-end checks: the plumbing and the claims, in seconds.
+TINY_CNN = ["--channels=4,8", "--hidden=16"]
+
+
+def _verdicts(accuracy: dict, margin: float, d: int = 10) -> list:
+    """The demo's four verdicts recomputed here from final accuracies (analyses/demo.py, claims)."""
+    adaptive = ("normative", "local", "oja")
+    bp = accuracy["bp"]
+    near = [s for s in adaptive if bp - accuracy[f"ldfa-{s}-r{d}"] <= margin]
+    best_r1 = max(accuracy[f"ldfa-{s}-r1"] for s in adaptive)
+    random_start = ["fa", "kp"] + [f"ldfa-{s}-r{k}" for s in ("fixed", "oja") for k in (1, d)]
+    return [bool(near), best_r1 - accuracy["ldfa-fixed-r1"] > margin,
+            any(bp - accuracy[f"ldfa-{s}-r1"] > margin for s in near),
+            any(bp - accuracy[x] <= margin for x in random_start)]
+
+
 def test_demo_quick_end_to_end_and_rerun_from_config(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert cli.main(["demo", "--quick", "--out", str(out)]) == 0
+    assert cli.main(["demo", "--quick", *TINY_CNN, "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    for name in ("config.json", "results.json", "table.md", "test_accuracy.png", "train_loss.png"):
+    for name in ("config.json", "results.json", "table.md", "claims.md", "study.toml",
+                 *(f"{fig}.{fmt}" for fig in ("test_accuracy", "train_loss", "accuracy_by_rule")
+                   for fmt in ("png", "svg"))):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     meta = json.loads((out / "config.json").read_text())
     results = json.loads((out / "results.json").read_text())
     assert meta["config"]["epochs"] == 2 and meta["config"]["seeds"] == [0]
-    assert meta["config"]["backend"] == "reference"
+    assert meta["config"]["task"] == "digits" and meta["config"]["channels"] == [4, 8]
     assert results["status"] == "complete"
     assert [c["label"] for c in results["conditions"]] == [c.label for c in DEMO_CONDITIONS]
+    final = {}
     for cond in results["conditions"]:
         (run,) = cond["runs"]
         assert len(run["test_accuracy"]) == 3 and len(run["train_loss"]) == 3  # epochs 0, 1, 2
+        # the curves are the run's own metrics file, the summary its last accuracy
+        lines = [json.loads(x) for x in (out / "runs" / run["run_id"] / "metrics.jsonl").read_text().splitlines()]
+        assert [x["test_accuracy"] for x in lines] == run["test_accuracy"]
         assert cond["summary"]["accuracy_mean"] == run["test_accuracy"][-1]
+        final[cond["label"]] = run["test_accuracy"][-1]
+    # every bar of the figure is a number of the table
+    for sub, bars in results["bars"]["bars"].items():
+        for rank, bar in bars.items():
+            assert bar["mean"] == final[f"ldfa-{sub}-r{rank}"]
+    assert {k: v["mean"] for k, v in results["bars"]["references"].items()} == {
+        k: final[k] for k in ("bp", "fa", "kp")}
+    # the verdicts follow from the numbers, and each sentence states them and the scale
+    claims = results["claims"]
+    assert [c["supported"] for c in claims] == _verdicts(final, meta["config"]["margin"])
+    for c in claims:
+        assert c["sentence"] in captured.out and c["sentence"] in (out / "claims.md").read_text()
+        assert "8x8 digits" in c["sentence"] and "2 epochs, 1 seed" in c["sentence"]
+        for label, value in c["numbers"].items():
+            assert value == final[label] and f"{100 * value:.1f} %" in c["sentence"], (c["claim"], label)
+    assert "dfa is left out" in captured.out
     # the table printed on stdout, one row per condition; progress went to stderr
     table = [line for line in captured.out.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(DEMO_CONDITIONS) and table[0].startswith("| rule")
@@ -61,12 +99,18 @@ def test_demo_quick_end_to_end_and_rerun_from_config(tmp_path, capsys):
 
 
 def test_demo_bad_options(tmp_path, capsys):
-    assert cli.main(["demo", "--device", "cuda", "--out", str(tmp_path), "-q"]) == 2
-    assert "device applies to backend 'torch' only" in capsys.readouterr().err
+    import torch
+
+    if not torch.cuda.is_available():
+        assert cli.main(["demo", "--device", "cuda", "--out", str(tmp_path / "cuda"), "-q"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
+        assert not (tmp_path / "cuda").exists()
     assert cli.main(["demo", "--epochs", "0"]) == 2
     assert "epochs: must be a positive int, got '0'" in capsys.readouterr().err
-    assert cli.main(["demo", "--backend", "numpy"]) == 2
-    assert "backend: must be one of reference, torch, got 'numpy'" in capsys.readouterr().err
+    assert cli.main(["demo", "--task", "cifar10"]) == 2
+    assert "task: must be one of mnist5000, digits, got 'cifar10'" in capsys.readouterr().err
+    assert cli.main(["demo", "--backend", "reference"]) == 2  # the demo's model runs on torch
+    assert "unknown" in capsys.readouterr().err
     assert cli.main(["demo", "--config", str(tmp_path / "missing.json")]) == 2
     assert "cannot read --config" in capsys.readouterr().err
     # every mistake at once; nothing written
@@ -94,14 +138,15 @@ def test_demo_seeds_are_the_seeds_themselves(tmp_path, monkeypatch):
     assert seen["cfg"].seeds == (0, 5, 7) and seen["jobs"] == 2 and seen["progress"]
     assert cli.main(["demo", "--quick", "--seeds=2", "--out", str(tmp_path)]) == 0
     assert seen["cfg"].seeds == (2,) and seen["cfg"].epochs == 2 and seen["jobs"] == 1
+    assert seen["cfg"].task == "digits"
 
 
 def test_demo_help_lists_settings(capsys):
     assert cli.main(["demo", "--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: bioplastic demo [--key=value ...] [--quick] [--config FILE]")
-    for option in ("--epochs=50", "--seeds=0,1,2", "--backend=reference", "--out=results/demo",
-                   "--jobs=none", "--brian2=false", "--quick", "-q, --quiet"):
+    for option in ("--task=mnist5000", "--epochs=6", "--seeds=0", "--lr=0.001", "--margin=0.02",
+                   "--out=results/demo", "--jobs=none", "--brian2=false", "--quick", "-q, --quiet"):
         assert f"  {option}" in out, option
 
 

@@ -246,7 +246,8 @@ def test_shipped_schema_is_current_and_printed(capsys):
 
 def test_shipped_studies_are_valid():
     demo = load_study(STUDIES / "demo.toml")
-    assert len(demo.runs) == 10 * 3 and demo.name == "demo_study"
+    assert len(demo.runs) == 11 * 1 and demo.name == "demo_study"
+    assert demo.runs[0]["model"]["name"] == "cnn" and demo.runs[0]["task"]["name"] == "mnist5000"
     rank = load_study(STUDIES / "accuracy_vs_rank.toml")
     assert len(rank.runs) == (3 + 1 + 4 * 8) * 3
     teacher = load_study(STUDIES / "accuracy_vs_rank_teacher.toml")
@@ -607,17 +608,24 @@ def _shortened(path: Path, epochs: int = 2, seeds=(0,)) -> list[dict]:
 
 
 def test_demo_study_gives_the_demo_numbers(tmp_path):
+    """The shipped study, shrunk (the 8 x 8 digits, a CNN of 2 and 4 maps, one epoch), against the
+    demo's own loop over the same model (analyses/demo.py, run_condition), which shares no code with
+    the study's runner beyond the training loop."""
     from analyses import demo as dm
-    from bioplastic.data import load_digits
 
-    runs = {r["run_id"]: r for r in _shortened(STUDIES / "demo.toml")}
-    cfg = dm.DemoConfig(epochs=2, seeds=(0,))
-    digits = load_digits()
-    pairs = {"rule=bp,seed=0": dm.Condition("bp"), "rule=kp,decay=0.001,seed=0": dm.Condition("kp", decay=1e-3),
-             "rule=ldfa,subspace=normative,rank=10,seed=0": dm.Condition("ldfa", "normative", 10)}
+    raw = tomllib.loads((STUDIES / "demo.toml").read_text())
+    raw["task"] = {"name": "digits", "test_fraction": 0.25, "split_seed": 0, "flatten": False}
+    raw["model"]["options"] = {"channels": [2, 4], "hidden": 8}
+    raw["training"]["epochs"] = 1
+    runs = {r["run_id"]: r for r in resolve(raw)[1]}
+    cfg = dm.DemoConfig(task="digits", test_fraction=0.25, channels=(2, 4), hidden=8, epochs=1, seeds=(0,))
     assert [c.label for c in dm.DEMO_CONDITIONS] == [
-        "bp", "fa", "dfa", "kp", *(f"ldfa-{s}-r{r}" for s in ("fixed", "local", "normative") for r in (1, 10))]
+        "bp", "fa", "kp", *(f"ldfa-{s}-r{r}" for s in ("fixed", "normative", "local", "oja") for r in (1, 10))]
     assert len(runs) == len(dm.DEMO_CONDITIONS)
+    digits = dm.load_data(cfg)
+    pairs = {"rule=bp,seed=0": dm.Condition("bp"), "rule=kp,decay=0.001,seed=0": dm.Condition("kp", decay=1e-3),
+             "rule=ldfa,subspace=oja,rank=10,seed=0": dm.Condition("ldfa", "oja", 10),
+             "rule=ldfa,subspace=normative,rank=1,seed=0": dm.Condition("ldfa", "normative", 1)}
     for run_id, condition in pairs.items():
         execute(runs[run_id], tmp_path)
         study = read_metrics(tmp_path / "runs" / run_id)
@@ -665,7 +673,8 @@ def test_the_demo_is_the_shipped_demo_study_and_resumes(tmp_path):
     assert [r["run_id"] for r in mine] == [r["run_id"] for r in shipped]
     assert [canonical({**r, "study": ""}) for r in mine] == [canonical({**r, "study": ""}) for r in shipped]
 
-    cfg = dm.DemoConfig(sizes=(64, 8, 10), epochs=2, seeds=(0,), conditions=(dm.Condition("bp"),))
+    cfg = dm.DemoConfig(task="digits", channels=(2, 4), hidden=8, epochs=2, seeds=(0,),
+                        conditions=(dm.Condition("bp"),))
     first = dm.run_demo(cfg, tmp_path, jobs=1, progress=False)
     assert (tmp_path / "study.toml").read_text() == to_toml(dm.demo_study(cfg))
     log = tmp_path / "runs" / "rule=bp,seed=0" / "log.txt"
