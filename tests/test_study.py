@@ -785,3 +785,60 @@ activity_samples = 5
     act = np.load(tmp_path / "out" / "runs" / run["run_id"] / "snapshots" / "activity_0001.npz")
     assert act["features.0"].shape == (5, 3, 8, 8) and act["features.3"].shape == (5, 4, 4, 4)
     assert act["head.1"].shape == (5, 8) and act["head.3"].shape == (5, 10)
+
+
+# --------------------------------------------------------------------------------------------------
+# [training] loss: cross-entropy for models, checked against numbers computed here
+# --------------------------------------------------------------------------------------------------
+
+def test_cross_entropy_loss_of_a_model_run(tmp_path):
+    import torch
+
+    from bioplastic.experiment.run import ModelRunner, execute, read_metrics
+    from bioplastic.experiment.train import evaluate
+
+    logits = np.array([[2.0, 0.5, -1.0], [0.0, 0.0, 3.0]])
+    y = np.eye(3)[[0, 1]]
+    expected = -(np.log(np.exp(2.0) / (np.exp(2.0) + np.exp(0.5) + np.exp(-1.0)))
+                 + np.log(1.0 / (2.0 + np.exp(3.0))))
+    model = torch.nn.Linear(3, 3, dtype=torch.float64)
+    runner = ModelRunner(model, torch.optim.SGD(model.parameters(), lr=0.0), "cpu", torch.float64,
+                         loss="cross_entropy")
+    assert runner.batch_loss(logits, y) == pytest.approx(expected, rel=1e-12)
+    assert ModelRunner(model, None, "cpu", torch.float64).batch_loss(logits, y) == pytest.approx(
+        0.5 * np.sum((logits - y) ** 2), rel=1e-12)
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(3, dtype=torch.float64))
+        model.bias.zero_()
+    loss, acc = evaluate(runner, logits, y, np.array([0, 1]))
+    assert loss == pytest.approx(expected / 2, rel=1e-12) and acc == 0.5
+    assert runner.train_step(logits, y) == pytest.approx(expected / 2, rel=1e-12)
+    with pytest.raises(ValueError, match="valid options: squared, cross_entropy"):
+        ModelRunner(model, None, "cpu", torch.float64, loss="hinge")
+
+    text = """
+name = "ce"
+seeds = [0]
+[task]
+name = "digits"
+[model]
+name = "mlp"
+options = {hidden = [16], batch_norm = false}
+[backend]
+name = "torch"
+[training]
+epochs = 1
+loss = "cross_entropy"
+[record]
+relative_error = true
+"""
+    run = load_study(write(tmp_path, text)).runs[0]
+    execute(run, tmp_path / "out")
+    lines = read_metrics(tmp_path / "out" / "runs" / run["run_id"])
+    # relative error: test loss over that of all-zero logits, log(10) for one-hot targets
+    assert lines[-1]["relative_error"] == pytest.approx(lines[-1]["test_loss"] / np.log(10), rel=1e-9)
+
+
+def test_cross_entropy_is_refused_for_a_circuit(tmp_path):
+    with pytest.raises(StudyError, match="training.loss"):
+        load_study(write(tmp_path, TINY.replace("epochs = 3", 'epochs = 3\nloss = "cross_entropy"')))

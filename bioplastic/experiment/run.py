@@ -194,11 +194,34 @@ def load_task(task) -> Any:
 # --------------------------------------------------------------------------------------------------
 
 class ModelRunner:
-    """A converted torch model behind the runner contract (``train_step``, ``predict``): loss
-    1/2 ||yhat - y||^2 averaged over the batch, as for circuits, stepped by a torch optimizer."""
+    """A converted torch model behind the runner contract (``train_step``, ``predict``,
+    ``batch_loss``), stepped by a torch optimizer. ``loss``: ``squared``, 1/2 ||yhat - y||^2 averaged
+    over the batch as for circuits, or ``cross_entropy``, softmax cross-entropy of the outputs as
+    logits against one-hot (or soft) targets."""
 
-    def __init__(self, model, optimizer, device, dtype):
+    LOSSES = ("squared", "cross_entropy")
+
+    def __init__(self, model, optimizer, device, dtype, loss: str = "squared"):
+        if loss not in self.LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; valid options: {', '.join(self.LOSSES)}")
         self.model, self.optimizer, self.device, self.dtype = model, optimizer, device, dtype
+        self.loss = loss
+
+    def _loss(self, out, y):
+        import torch.nn.functional as F
+
+        if self.loss == "cross_entropy":
+            return F.cross_entropy(out, y)
+        return 0.5 * ((out - y) ** 2).sum(1).mean()
+
+    def batch_loss(self, yhat: np.ndarray, y: np.ndarray) -> float:
+        """This runner's loss of outputs ``yhat`` (batch, k) against ``y``, summed over the batch."""
+        yhat, y = np.asarray(yhat, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        if self.loss == "cross_entropy":
+            shifted = yhat - yhat.max(axis=1, keepdims=True)
+            log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+            return float(-(y * log_p).sum())
+        return float(0.5 * ((yhat - y) ** 2).sum())
 
     def _tensor(self, x):
         import torch
@@ -208,7 +231,7 @@ class ModelRunner:
     def train_step(self, x, y) -> float:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = 0.5 * ((self.model(self._tensor(x)) - self._tensor(y)) ** 2).sum(1).mean()
+        loss = self._loss(self.model(self._tensor(x)), self._tensor(y))
         loss.backward()
         self.optimizer.step()
         return float(loss.detach())
@@ -233,7 +256,11 @@ class Job:
         else:
             self._build_model()
         self.uses_torch = config.model is not None or config.backend.name == "torch"
-        self._zero_loss = 0.5 * float(np.mean(np.sum(np.asarray(dataset.y_test, float) ** 2, axis=1)))
+        # the test loss of predicting 0 (relative_error's denominator), in the runner's own loss
+        y_test = np.asarray(dataset.y_test, float)
+        batch_loss = getattr(self.runner, "batch_loss", None)
+        self._zero_loss = (batch_loss(np.zeros_like(y_test), y_test) / len(y_test) if batch_loss is not None
+                           else 0.5 * float(np.mean(np.sum(y_test ** 2, axis=1))))
         self._factor = 1.0
 
     # ----------------------------------------------------------------- building
@@ -298,7 +325,7 @@ class Job:
             optimizer = torch.optim.SGD(groups, momentum=opt.momentum)
         self.model, self._torch_optimizer = model, optimizer
         self._base = [g["lr"] for g in optimizer.param_groups]
-        self.runner = ModelRunner(model, optimizer, device, dtype)
+        self.runner = ModelRunner(model, optimizer, device, dtype, loss=c.training.loss)
 
     # ----------------------------------------------------------------- learning rate
     def set_lr_factor(self, factor: float) -> None:

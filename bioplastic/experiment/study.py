@@ -393,6 +393,10 @@ class TrainingSection(Section):
     """Samples per step."""
     checkpoint_every: NonNegativeInt = 1
     """Epochs between checkpoints (and after the last); 0: none, an interrupted run restarts."""
+    loss: Literal["squared", "cross_entropy"] = "squared"
+    """``squared``: 1/2 ||yhat - y||^2 on the outputs, the loss every circuit's rule is written for;
+    ``cross_entropy``: softmax cross-entropy of a [model]'s outputs as logits against the one-hot
+    targets (how the authors train their CNNs and ViTs). test_loss and train_loss report this loss."""
 
 
 class RecordSection(Section):
@@ -1123,6 +1127,9 @@ def _check_circuit(config: RunConfig) -> list[Problem]:
     if opt.momentum:
         problems.append(Problem("optimizer.momentum", "a circuit's SGD step has no momentum; "
                                                       "momentum is for a [model]"))
+    if config.training.loss != "squared":
+        problems.append(Problem("training.loss", f"a circuit's rules are written for the squared loss; "
+                                                 f"{config.training.loss!r} is for a [model]"))
     if config.feedback.refactor_every is not None:
         problems.append(Problem("feedback.refactor_every", "periodic SVD refactorisation is for a "
                                                            "[model] (bioplastic.torch.convert)"))

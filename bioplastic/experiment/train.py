@@ -60,13 +60,17 @@ class Diverged(FloatingPointError):
 
 def evaluate(runner, x: np.ndarray, y: np.ndarray, labels: np.ndarray, batch_size: int = 2048
              ) -> tuple[float, float]:
-    """(loss 1/2||yhat - y||^2 averaged over samples, argmax accuracy) of ``runner`` on a data set."""
-    sq, hits = 0.0, 0
+    """(loss averaged over samples, argmax accuracy) of ``runner`` on a data set: the runner's own
+    ``batch_loss(yhat, y)`` (summed over a batch) where it has one, else 1/2||yhat - y||^2."""
+    total, hits = 0.0, 0
+    batch_loss = getattr(runner, "batch_loss", None)
     for start in range(0, x.shape[0], batch_size):
         yhat = np.asarray(runner.predict(x[start:start + batch_size]), dtype=np.float64)
-        sq += float(np.sum((yhat - y[start:start + batch_size]) ** 2))
+        target = y[start:start + batch_size]
+        total += (batch_loss(yhat, target) if batch_loss is not None
+                  else 0.5 * float(np.sum((yhat - target) ** 2)))
         hits += int(np.sum(yhat.argmax(axis=1) == labels[start:start + batch_size]))
-    return 0.5 * sq / x.shape[0], hits / x.shape[0]
+    return total / x.shape[0], hits / x.shape[0]
 
 
 def train(runner, dataset: Dataset, epochs: int, batch_size: int, seed: int = 0,
