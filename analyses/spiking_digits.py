@@ -52,6 +52,9 @@ class Config:
     equivalence_windows: tuple[float, ...] = (10.0, 20.0, 40.0, 80.0, 160.0, 320.0)  # ms swept
     equivalence_digits: PositiveInt = 16  # distinct digits, each shown equivalence_repeats times
     equivalence_repeats: PositiveInt = 4
+    input_coding: str = "regular"     # regular spike trains (random phase): no Poisson noise on the
+                                      # input, the largest noise source of a 100 ms presentation
+    input_rate: float = 200.0         # Hz for |x| = 1: more input spikes per window, less noise
     centre: bool = True               # x - training mean, carried by ON/OFF input halves: the relu
                                       # rate reference reaches 80% in 2 epochs instead of 43%
     target: str = "numpy"             # Brian2 code generation ("cython" compiles ~60 objects first)
@@ -71,7 +74,8 @@ def _circuit(cfg: Config):
 
 def _options(cfg: Config, **extra) -> dict:
     return {**dict(settle=cfg.settle, window=cfg.window, dt=cfg.dt, plasticity_dt=cfg.plasticity_dt,
-                   target=cfg.target, seed=cfg.seed, signed_input=cfg.centre), **extra}
+                   target=cfg.target, seed=cfg.seed, signed_input=cfg.centre,
+                   input_coding=cfg.input_coding, input_rate=cfg.input_rate), **extra}
 
 
 def _data(cfg: Config):
