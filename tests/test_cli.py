@@ -145,7 +145,7 @@ def test_demo_help_lists_settings(capsys):
     assert cli.main(["demo", "--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: bioplastic demo [--key=value ...] [--quick] [--config FILE]")
-    for option in ("--task=mnist5000", "--epochs=6", "--seeds=0", "--lr=0.001", "--margin=0.02",
+    for option in ("--task=mnist5000", "--epochs=5", "--seeds=0", "--lr=0.001", "--margin=0.02",
                    "--out=results/demo", "--jobs=none", "--brian2=false", "--quick", "-q, --quiet"):
         assert f"  {option}" in out, option
 
