@@ -195,6 +195,7 @@ def test_from_a_study_folder(tmp_path, capsys):
     bp, local, normative = mlp["conditions"]
     # 1347 training digits: 5 steps of 256 and one of 67, each counted at its own batch size
     assert local["plan"] == [dict(local["plan"][0], batch=256, steps=5), dict(local["plan"][1], batch=67, steps=1)]
+    assert local["steps_per_epoch"] == 6
     # the epoch's FLOPs are the sum of its steps' counts (products + optimiser)
     assert local["epoch_flops"] == sum(p["steps"] * (p["matmul"] + p["optimizer"]) for p in local["plan"])
     # the analytic and the counted products agree on an MLP; ldfa saves per step, and no more than the bound
@@ -206,6 +207,7 @@ def test_from_a_study_folder(tmp_path, capsys):
         s = c["seeds"][0]
         assert s["epochs_to_fraction"] == cta.epochs_to_fraction(s["test_accuracy"], 0.9)
         assert s["flops_to_fraction"] == s["epochs_to_fraction"] * c["epoch_flops"]
+        assert s["cpu_to_fraction"] == s["epochs_to_fraction"] * 6 * c["step_seconds"]["cpu"]
     assert bp["relative_to_bp"]["flops_to_fraction"] == 1.0
     # normative can refactorise: the what-if column is there, and it costs more than without
     assert normative["epoch_flops_with_svd"] > normative["epoch_flops"]
