@@ -218,7 +218,7 @@ def test_from_a_study_folder(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_quick_mode_end_to_end(tmp_path):
-    """``--quick``: the study of the three models (bp, local ldfa r = 2, two epochs) and everything after."""
+    """``--quick``: the study of the three models (bp, local ldfa r = 2, one epoch) and everything after."""
     results = cta.main(["--quick", f"--out={tmp_path}", "-q"])
     assert set(results["models"]) == {"mlp", "cnn", "vit"}
     for m in results["models"].values():
