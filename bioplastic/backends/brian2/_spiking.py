@@ -57,7 +57,9 @@ so one presentation's update is noisy and a product of traces differs from the p
 their covariance; (4) the output's f-I slope is not applied; (5) every signal lags by the time
 constants of its path (``settle`` sets how much of the lag the window avoids). The mean weight
 change over many presentations matches the abstract rule evaluated at the circuit's own mean rates
-and mean surrogate, within a distance that shrinks as the window grows.
+and mean surrogate, within a distance that shrinks as the window grows (measured on the 64-100-10
+digits circuit over 64 presentations: 20% at a 10 ms window, 6% at 160 ms, 5% at 320 ms, where the
+trace covariances set the floor).
 
 Only circuits with one hidden layer are built (a deeper layer would need its own ON/OFF error
 populations); supported rules: those whose feedback reads the output error directly (``ldfa`` and
@@ -353,8 +355,13 @@ class SpikingRunner(AbstractRunner):
         Of the last call: presentations, samples, simulated and wall seconds, ``sim_s_per_wall_s``.
     means : dict
         Of the last call, per sample (rows in sample order): the window means of every population's
-        trace ``<pop>.r`` (rates in units of their scale), of the hidden surrogate ``hidden1.psi``
-        and apical ``hidden1.u``; ``output.r`` is yhat.
+        trace ``<pop>.r`` (rates in units of their scale; ``error_on.r``, ``error_off.r`` for the
+        halves of a signed population), of the hidden surrogate ``hidden1.psi`` and apical
+        ``hidden1.u``; ``output.r`` is yhat.
+    signs : dict
+        Under Dale's law, weight key -> the sign (+1 excitatory, -1 inhibitory) of each presynaptic
+        neuron (of the ON half; its OFF partner has the other); empty otherwise. Weights set by
+        ``set_weights`` are taken as given and clipped to these signs at the first consolidation.
     """
 
     backend = "brian2"
@@ -420,9 +427,6 @@ class SpikingRunner(AbstractRunner):
         copies = self.options.copies or self._last_copies or min(len(x), 64)
         schedule = make_schedule(len(x), copies, len(x), learn=False)
         return self._run(schedule, x, None)
-
-    def set_weights(self, weights) -> None:
-        super().set_weights(weights)
 
     def recording(self) -> dict:
         """Spikes and traces of copy 0 during the last call (``record_spikes=True``).
