@@ -491,6 +491,7 @@ class SpikingRunner(AbstractRunner):
         start = time.perf_counter()
         with _prefs(o.target, self.build_dir / "brian2_cache"):
             if copies not in self._models:
+                b2.seed(o.seed)  # the random phases of regular input trains are drawn here
                 model = _assemble(self.circuit, copies, o, self.signs)
                 net = b2.Network(*model.objects)
                 net.store("fresh")
