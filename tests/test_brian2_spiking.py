@@ -169,6 +169,20 @@ def test_one_step_matches_the_rule_at_the_circuits_means_and_keeps_dales_signs()
         assert np.any(w[k] == 0) and np.any(np.abs(w[k]) > 1e-6), k  # some stopped at 0, some grew
 
 
+@pytest.mark.parametrize("kwargs, fixed", [(dict(rule="fa"), ("B2",)),
+                                           (dict(rule="ldfa", rank=2, subspace="fixed"), ("P2", "Q2")),
+                                           (dict(rule="dfa", rank=2, subspace="q_only"), ("P2",))])
+def test_other_rules_run_with_their_fixed_feedback_fixed(kwargs, fixed):
+    c = circuits.mlp([5, 7, 3], neuron="lif", lr=0.1, feedback_lr=0.1, seed=4, **kwargs)
+    runner = bioplastic.build(c, backend="brian2", settle=10.0, window=10.0)
+    start = runner.get_weights()
+    rng = np.random.default_rng(3)
+    runner.train_step(rng.random((4, 5)), rng.random((4, 3)))
+    end = runner.get_weights()
+    for k in start:
+        assert np.array_equal(start[k], end[k]) == (k in fixed), k
+
+
 @pytest.mark.slow
 def test_equivalence_error_shrinks_with_presentation_time():
     """The distance between the mean update and the rule shrinks as the window grows (spike-count
