@@ -58,7 +58,7 @@ their covariance; (4) the output's f-I slope is not applied; (5) every signal la
 constants of its path (``settle`` sets how much of the lag the window avoids). The mean weight
 change over many presentations matches the abstract rule evaluated at the circuit's own mean rates
 and mean surrogate, within a distance that shrinks as the window grows (measured on the 64-100-10
-digits circuit over 64 presentations: 20% at a 10 ms window, 6% at 160 ms, 5% at 320 ms, where the
+digits circuit over 64 presentations: 21% at a 10 ms window, 7% at 160 ms, 5% at 320 ms, where the
 trace covariances set the floor).
 
 Only circuits with one hidden layer are built (a deeper layer would need its own ON/OFF error
