@@ -290,8 +290,8 @@ def test_claims_follow_from_the_numbers():
     verdicts = dm.claims([_row(k, v) for k, v in bad.items()], cfg)
     assert [c["supported"] for c in verdicts] == [True, False, False, True]
     assert "not supported" in verdicts[1]["sentence"] and "only ldfa-fixed-r1 is within" in verdicts[3]["sentence"]
-    assert "5000 real MNIST digits, small CNN (conv 16/32 maps, FC 128), Adam 0.001, 5 epochs, 1 seed" \
-        in verdicts[0]["sentence"]
+    assert ("5000 real MNIST digits, small CNN (conv 16/32 maps, FC 128), cross-entropy loss, "
+            "Adam 0.001 (P, Q 0.01), 5 epochs, 1 seed") in verdicts[0]["sentence"]
     worse = dict(good, **{"ldfa-local-r10": 0.95})  # now no adaptive rule is within 2 points at r = d
     assert [c["supported"] for c in dm.claims([_row(k, v) for k, v in worse.items()], cfg)][:3] == \
         [False, True, False]

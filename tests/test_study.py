@@ -624,8 +624,9 @@ def test_demo_study_gives_the_demo_numbers(tmp_path):
     assert len(runs) == len(dm.DEMO_CONDITIONS)
     digits = dm.load_data(cfg)
     pairs = {"rule=bp,seed=0": dm.Condition("bp"), "rule=kp,decay=0.001,seed=0": dm.Condition("kp", decay=1e-3),
-             "rule=ldfa,subspace=oja,rank=10,seed=0": dm.Condition("ldfa", "oja", 10),
-             "rule=ldfa,subspace=normative,rank=1,seed=0": dm.Condition("ldfa", "normative", 1)}
+             "rule=ldfa,subspace=oja,rank=10,feedback_lr=0.01,seed=0": dm.Condition("ldfa", "oja", 10, feedback_lr=1e-2),
+             "rule=ldfa,subspace=normative,rank=1,feedback_lr=0.01,seed=0": dm.Condition("ldfa", "normative", 1,
+                                                                                       feedback_lr=1e-2)}
     for run_id, condition in pairs.items():
         execute(runs[run_id], tmp_path)
         study = read_metrics(tmp_path / "runs" / run_id)
