@@ -266,7 +266,8 @@ def test_page_structure_claims_and_images(results_root, tmp_path):
 
     # every claim has a line, with the verdict the numbers put in call for
     assert page.claims == {"rank_d": "supported", "scales_with_d": "supported", "spurious": "supported",
-                           "alignment": "not supported", "not_narrow": "not run"}
+                           "alignment": "not supported", "not_narrow": "not run", "cnn_vit": "not run",
+                           "compute": "not run"}
     assert len(page.claims) == len(CLAIMS)
     assert all(v in VERDICTS for v in page.claims.values())
     rank_d = " ".join(page.text_by_claim["rank_d"])
@@ -406,14 +407,20 @@ def test_command_exit_status(results_root, tmp_path, capsys):
     assert set(parse((tmp_path / "e.html").read_text()).claims.values()) == {"not run"}
 
 
-def test_report_of_real_quick_runs(tmp_path):
+#: Claim analyses whose --quick mode trains CNNs or ViTs (30-60 s each): checked by the slow test.
+SLOW_QUICK = ("cnn_vit", "compute_to_accuracy", "receptive_fields")
+
+
+@pytest.mark.parametrize("which", ["fast", pytest.param("slow", marks=pytest.mark.slow)])
+def test_report_of_real_quick_runs(tmp_path, which):
     """The claims read what the analyses actually write (a format change shows up here): every
-    claim's analysis present in analyses/, run with --quick."""
+    claim's analysis present in analyses/, run with --quick (the CNN/ViT ones in the slow set)."""
     from bioplastic import cli
 
     root = tmp_path / "results"
-    names = [c.analysis for c in CLAIMS if c.analysis in cli.available_analyses()]
-    assert "linear_theory" in names and "accuracy_vs_rank" in names
+    names = [c.analysis for c in CLAIMS if c.analysis in cli.available_analyses()
+             and (c.analysis in SLOW_QUICK) == (which == "slow")]
+    assert which == "slow" or ("linear_theory" in names and "accuracy_vs_rank" in names)
     for name in names:
         assert cli.main(["analysis", name, "--quick", "-q", f"--out={root / name}"]) == 0
     report, html = build_report(root)

@@ -224,6 +224,10 @@ def find_runs(root: str | os.PathLike) -> list[Run]:
         if "study.json" in filenames:
             # a study (bioplastic run): its runs/<run_id>/ folders are its parts, not analyses
             dirnames[:] = [d for d in dirnames if d != "runs"]
+        if here != root and {"config.json", "results.json"} <= set(filenames):
+            # an analysis's output: the studies it trained through (OUT/study, OUT/MODEL-TASK) are its
+            # parts, shown in its section, not analyses of their own
+            dirnames[:] = [d for d in dirnames if not (here / d / "study.json").exists()]
         if depth >= MAX_DEPTH:
             dirnames[:] = []
         if here != root and {"config.json", "results.json", "study.json"} & set(filenames):

@@ -17,7 +17,8 @@ from .summaries import summary_tables
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 #: Analyses listed first, in this order (the claims' own, then the demo); the rest alphabetically.
-ORDER = ("accuracy_vs_rank", "rank_vs_task_dim", "linear_theory", "alignment", "width_vs_rank", "demo")
+ORDER = ("accuracy_vs_rank", "rank_vs_task_dim", "linear_theory", "alignment", "width_vs_rank", "cnn_vit",
+         "compute_to_accuracy", "receptive_fields", "demo")
 
 
 @dataclass

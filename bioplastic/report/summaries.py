@@ -97,7 +97,41 @@ def width_vs_rank(results: Mapping, config: Mapping) -> list[Table]:
 
 
 #: Analysis name -> summary function.
+def cnn_vit(results: Mapping, config: Mapping) -> list[Table]:
+    """Per (model, task) panel: final test accuracy of bp, fa and each ldfa rule per rank."""
+    tables = []
+    for p in results["panels"]:
+        ranks = sorted({e["rank"] for entries in p["ldfa"].values() for e in entries})
+        rows = [[ref, fmt_cell(entry["test_accuracy"])] + [""] * len(ranks)
+                for ref, entry in p["references"].items()]
+        for sub, entries in p["ldfa"].items():
+            by_rank = {e["rank"]: e for e in entries}
+            rows.append([f"ldfa {sub}", ""] + [fmt_cell(by_rank[r]["test_accuracy"]) if r in by_rank else ""
+                                               for r in ranks])
+        tables.append(Table(f"{p['model']} on {p['task']} (d = {p['task_dim']}): final test accuracy",
+                            ["rule", "no rank"] + [f"r = {r}" for r in ranks], rows))
+    return tables
+
+
+def compute_to_accuracy(results: Mapping, config: Mapping) -> list[Table]:
+    """Per model and condition: final accuracy, FLOPs per step and to 90 % of the final accuracy,
+    each relative to bp."""
+    rows = []
+    for model, m in results["models"].items():
+        for c in m["conditions"]:
+            rel = c.get("relative_to_bp") or {}
+            rows.append([model, c["label"], fmt_number(c["mean"]["final_accuracy"]),
+                         fmt_number(c["mean"]["epochs_to_fraction"]),
+                         fmt_number(c.get("step_relative_to_bp", 1.0 if c["rule"] == "bp" else None)),
+                         fmt_number(rel.get("flops_to_fraction", 1.0 if c["rule"] == "bp" else None))])
+    return [Table("compute to 90 % of the final accuracy (relative to bp of the same model)",
+                  ["model", "condition", "final accuracy", "epochs to 90 %", "FLOPs per step / bp",
+                   "FLOPs to 90 % / bp"], rows)]
+
+
 SUMMARIES: dict[str, Callable[[Mapping, Mapping], list[Table]]] = {
+    "cnn_vit": cnn_vit,
+    "compute_to_accuracy": compute_to_accuracy,
     "accuracy_vs_rank": accuracy_vs_rank,
     "linear_theory": linear_theory,
     "alignment": alignment,
