@@ -220,3 +220,11 @@ def test_spiking_ldfa_learns_the_digits():
     accuracy = float(np.mean(runner.predict(ds.x_test - mean).argmax(1) == ds.labels_test))
     print(f"spiking ldfa r=4 digits: accuracy {accuracy:.3f} in {time.perf_counter() - start:.0f} s")
     assert accuracy > 0.6
+
+
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+def test_rate_backends_refuse_a_spiking_circuit(backend):
+    """A LIF circuit has no rate equation: the rate backends refuse it by name, never run it as rates."""
+    c = circuits.mlp([6, 8, 3], rule="ldfa", rank=2, subspace="local", neuron="lif")
+    with pytest.raises(UnsupportedCircuitError, match="neuron model 'lif'; supported neurons: rate"):
+        bioplastic.build(c, backend=backend)

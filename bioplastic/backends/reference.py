@@ -47,13 +47,15 @@ def build(circuit, **options) -> ReferenceRunner:
 
 
 def capabilities() -> dict[str, tuple[str, ...]]:
-    """Everything registered: the reference is the specification of every rule."""
+    """Every registered rule (the reference is their specification), on rate neurons: a spiking
+    population has no rate equation to evaluate, so a LIF circuit is refused, not run as rates."""
     from ..rules import FORMS, TOPOLOGIES
 
     return {"topologies": TOPOLOGIES, "forms": FORMS, "subspaces": tuple(rules.SUBSPACES),
-            "activations": tuple(neurons.ACTIVATIONS), "neurons": neurons.NEURON_MODELS}
+            "activations": tuple(neurons.ACTIVATIONS), "neurons": ("rate",)}
 
 
 def unsupported(circuit) -> str | None:
-    """None: the reference builds every registered rule (see :func:`capabilities`)."""
+    """None where the reference builds the circuit (every registered rule on rate neurons; see
+    :func:`capabilities`), else why not."""
     return unsupported_reason("reference", circuit, capabilities())
