@@ -267,7 +267,7 @@ def test_page_structure_claims_and_images(results_root, tmp_path):
     # every claim has a line, with the verdict the numbers put in call for
     assert page.claims == {"rank_d": "supported", "scales_with_d": "supported", "spurious": "supported",
                            "alignment": "not supported", "not_narrow": "not run", "cnn_vit": "not run",
-                           "compute": "not run"}
+                           "compute": "not run", "receptive_fields": "not run"}
     assert len(page.claims) == len(CLAIMS)
     assert all(v in VERDICTS for v in page.claims.values())
     rank_d = " ".join(page.text_by_claim["rank_d"])

@@ -707,6 +707,78 @@ def compute_saved(results: Mapping | None, config: Mapping | None = None) -> tup
     return verdict, f"{numbers}{over}. {crit}: {what}.{paper_text}. Tested on {scale}"
 
 
+#: Receptive fields: bp's test accuracy must beat chance (1/d) by this much, else the networks have
+#: not learnt enough for their retinas to tell anything ...
+RF_LEARNT_MARGIN = 0.15
+#: ... an index (in [0, 1]) at the lowest tested r must differ from bp's by at least this much ...
+RF_INDEX_MARGIN = 0.05
+#: ... and by at least this many times the seed spread sqrt(sd_r^2 + sd_bp^2).
+RF_SPREAD_FACTOR = 2.0
+
+RF_PROXY = "natural-image patches, a proxy for the authors' grayscale CIFAR-10"
+RF_INDEX_NAMES = {"centre_surround": "centre-surround index", "orientation": "orientation index"}
+
+
+def feedback_rank_reshapes_fields(results: Mapping | None, config: Mapping | None = None) -> tuple[str, str]:
+    """The retina's fields at the lowest tested rank differ from bp's in the centre-surround or the
+    orientation index (mean over the 32 retina output channels, then over seeds) by at least
+    ``RF_INDEX_MARGIN`` and ``RF_SPREAD_FACTOR`` x the seed spread, in networks that learnt (bp at
+    least ``RF_LEARNT_MARGIN`` above chance)."""
+    if results is None:
+        return _not_run("receptive_fields")
+    cfg = config or {}
+    conds = {c["label"]: c for c in results["conditions"]}  # a changed format: judge() says so
+    ranked = sorted((c for c in conds.values() if isinstance(c.get("rank"), int)), key=lambda c: c["rank"])
+    d = cfg.get("classes", 10)
+    scale = (f"{RF_PROXY} (d = {d}, {cfg.get('image_size', '?')} px), retina 1 -> 32 -> "
+             f"{results.get('channels', '?')} channels and {cfg.get('vvs_depth', '?')} VVS conv(s), "
+             f"rank-r feedback ({results.get('subspace', '?')}) on {results.get('ldfa_layer', 'vvs.0')} only, "
+             f"{cfg.get('epochs', '?')} epoch{'' if cfg.get('epochs') == 1 else 's'}, {_seeds(cfg)}; a small proxy, not the paper's 120-epoch "
+             f"CIFAR-10 runs")
+    bp = conds.get("bp")
+    if bp is None or not ranked:
+        return "inconclusive", f"the receptive_fields run lacks bp or any ldfa rank; tested on {scale}"
+    low, high = ranked[0], ranked[-1]
+    acc = _num(bp.get("test_accuracy_summary"))
+    chance = 1.0 / d
+    parts, moved = [], []
+    for key, name in RF_INDEX_NAMES.items():
+        b, lo, hi = (_num(c.get(f"{key}_summary")) for c in (bp, low, high))
+        sd_b = (bp.get(f"{key}_summary") or {}).get("sd") or 0.0
+        sd_l = (low.get(f"{key}_summary") or {}).get("sd") or 0.0
+        if b is None or lo is None:
+            parts.append(f"{name}: n/a")
+            continue
+        delta = lo - b
+        spread = math.hypot(sd_b, sd_l)
+        parts.append(f"{name} bp {_f(b)} +- {_f(sd_b, 2)}, r = {low['rank']} {_f(lo)} +- {_f(sd_l, 2)} "
+                     f"(difference {delta:+.3f}, seed spread {spread:.3f})"
+                     + (f", r = {high['rank']} {_f(hi)}" if hi is not None and high is not low else ""))
+        if abs(delta) >= RF_INDEX_MARGIN and abs(delta) >= RF_SPREAD_FACTOR * spread:
+            moved.append(f"{name} {'higher' if delta > 0 else 'lower'} at r = {low['rank']}")
+    init = results.get("at_init") or {}
+    before = [f"{name} {_f(_num(init.get(f'{key}_summary')))}" for key, name in RF_INDEX_NAMES.items()
+              if _num(init.get(f"{key}_summary")) is not None]
+    if before:
+        parts.append(f"untrained retina: {', '.join(before)}")
+    numbers = (f"{'; '.join(parts)}; bp test accuracy {_f(acc)} (chance {chance:.2f}). Criterion: an index "
+               f"at the lowest r differs from bp's by >= {RF_INDEX_MARGIN} and >= {RF_SPREAD_FACTOR:g}x "
+               f"the seed spread, with bp >= chance + {RF_LEARNT_MARGIN}")
+    seeds = len(bp.get("seeds", []))
+    if acc is None or acc < chance + RF_LEARNT_MARGIN:
+        return "inconclusive", (f"{numbers}; bp reached only {_f(acc)}, so the networks (and their "
+                                f"retinas) are barely trained. Tested on {scale}")
+    if seeds < 2:
+        return "inconclusive", f"{numbers}; one seed gives no spread. Tested on {scale}"
+    if moved:
+        return "supported", f"{numbers}: {', '.join(moved)} than with bp. Tested on {scale}"
+    return "not supported", (f"{numbers}: neither index separates the low-rank fields from bp's. "
+                             f"Tested on {scale}")
+
+
+__all__ = ["feedback_rank_reshapes_fields"]
+
+
 CLAIMS = (
     Claim("rank_d", "An error of dimension about the task dimension d trains as well as backprop.",
           "accuracy_vs_rank", rank_d_matches_bp),
@@ -722,6 +794,8 @@ CLAIMS = (
           "cnn_vit", cnn_vit_matches_bp),
     Claim("compute", "Low-rank feedback reduces total training compute (over 20% at the paper's scale) "
           "with no loss of accuracy.", "compute_to_accuracy", compute_saved),
+    Claim("receptive_fields", "The dimensionality of the feedback reshapes receptive fields.",
+          "receptive_fields", feedback_rank_reshapes_fields),
 )
 
 

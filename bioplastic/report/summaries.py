@@ -129,7 +129,20 @@ def compute_to_accuracy(results: Mapping, config: Mapping) -> list[Table]:
                    "FLOPs to 90 % / bp"], rows)]
 
 
+def receptive_fields(results: Mapping, config: Mapping) -> list[Table]:
+    """Per condition (bp, each rank): the retina's field indices and the test accuracy, over seeds."""
+    rows = [[c["label"], fmt_cell(c["centre_surround_summary"]), fmt_cell(c["orientation_summary"]),
+             fmt_cell(c["test_accuracy_summary"])] for c in results["conditions"]]
+    init = results.get("at_init") or {}
+    if init:
+        rows.append(["untrained retina", fmt_cell(init.get("centre_surround_summary")),
+                     fmt_cell(init.get("orientation_summary")), ""])
+    return [Table("retina output channels (mean over channels, then mean ± sd over seeds)",
+                  ["condition", "centre-surround index", "orientation index", "test accuracy"], rows)]
+
+
 SUMMARIES: dict[str, Callable[[Mapping, Mapping], list[Table]]] = {
+    "receptive_fields": receptive_fields,
     "cnn_vit": cnn_vit,
     "compute_to_accuracy": compute_to_accuracy,
     "accuracy_vs_rank": accuracy_vs_rank,
