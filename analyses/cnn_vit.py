@@ -47,7 +47,7 @@ ViT, patches d=4   71.5   54.8   69.0, 70.0 / 74.0, 70.5                     55.
 In every panel an adaptive rule (local or normative) at r = d or 2d comes within 2 points of bp or
 above it, and the adaptive rules fall off below d (CNN on MNIST at r = 1: local 60.3, normative
 59.2 %; ViT: 49.7, 39.7 %). Feedback that stays random does worse at the same rank: fixed and
-q_only (P fixed) trail the best adaptive rule by 2-16 points at r = d, and full-rank fa trails bp by
+q_only (P fixed) trail the best adaptive rule by 5-18 points at r = d, and full-rank fa trails bp by
 6-25 points. With the squared loss instead (an earlier run of this analysis) every rule whose
 feedback is random and not learnt towards W^T (fa, fixed, q_only) stayed near chance and erratic
 across r, while local and normative still matched bp: under Adam, an error that is not bounded lets
