@@ -69,7 +69,6 @@ Brian2 is imported inside functions only.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass, field, fields, replace
@@ -84,6 +83,7 @@ from ...neurons import lif
 from ...neurons.lif import SIGNED_ROLES, SURROGATE, LIFParams, dale_signs
 from .._base import AbstractRunner, UnsupportedCircuitError, check_batch, unsupported_reason
 from ._options import Schedule, make_schedule
+from ._runner import _runtime_prefs
 
 BACKEND = "brian2"
 #: Neuron models this module builds.
@@ -284,21 +284,6 @@ def _pad_rows(values: np.ndarray) -> np.ndarray:
     return np.concatenate([values, np.zeros((rows - len(values),) + values.shape[1:])])
 
 
-@contextlib.contextmanager
-def _prefs(target: str, cache_dir: Path):
-    from brian2 import prefs
-
-    saved = prefs.codegen.target, prefs.codegen.runtime.cython.cache_dir
-    prefs.codegen.target = target
-    if target == "cython":
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        prefs.codegen.runtime.cython.cache_dir = str(cache_dir)
-    try:
-        yield
-    finally:
-        prefs.codegen.target, prefs.codegen.runtime.cython.cache_dir = saved
-
-
 def _ms(value):
     """A time in ms from a number (ms) or a Brian2 quantity."""
     if hasattr(value, "dim"):
@@ -489,7 +474,7 @@ class SpikingRunner(AbstractRunner):
         arrays = self._arrays(schedule, x, y)
         n_pres, copies = schedule.slots.shape
         start = time.perf_counter()
-        with _prefs(o.target, self.build_dir / "brian2_cache"):
+        with _runtime_prefs(o.target, self.build_dir / "brian2_cache"):
             if copies not in self._models:
                 b2.seed(o.seed)  # the random phases of regular input trains are drawn here
                 model = _assemble(self.circuit, copies, o, self.signs)
