@@ -201,7 +201,18 @@ def test_from_a_study_folder(tmp_path, capsys):
     # the analytic and the counted products agree on an MLP; ldfa saves per step, and no more than the bound
     for c in mlp["conditions"]:
         assert c["step"]["matmul"] == c["step"]["counted_matmul"]
-    assert 1 - mlp["bound"]["fraction"] < normative["step_relative_to_bp"] < 1
+    # a step of 256 digits through 64-16-10 by hand: the first layer is fed by data (no input
+    # gradient); ldfa's input gradient into layer 1 passes the r = 2 bottleneck; normative's update of
+    # P and Q (products of W, P, Q only) is counted once per step
+    B, n0, n1, n2, r = 256, 64, 16, 10, 2
+    forward = 2 * B * (n0 * n1 + n1 * n2)
+    assert bp["step"]["forward"] == bp["step"]["weight_grad"] == forward
+    assert bp["step"]["input_grad"] == 2 * B * n1 * n2 and bp["step"]["feedback"] == 0
+    assert normative["step"]["input_grad"] == local["step"]["input_grad"] == 2 * B * (n2 * r + r * n1)
+    normative_update = 2 * (2 * n2 * n1 * r + 2 * r * r * (n1 + n2))
+    assert normative["step"]["feedback"] == normative_update
+    assert normative["step"]["matmul"] == 2 * forward + 2 * B * (n2 * r + r * n1) + normative_update
+    assert mlp["bound"]["fraction"] == pytest.approx(2 * B * n1 * n2 / (2 * forward + 2 * B * n1 * n2), rel=1e-12)
     # the measure: epochs to 90 % of the own final accuracy x the epoch's FLOPs
     for c in mlp["conditions"]:
         s = c["seeds"][0]
