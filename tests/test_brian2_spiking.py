@@ -23,24 +23,10 @@ from bioplastic.neurons import lif
 pytest.importorskip("brian2")
 pytestmark = pytest.mark.brian2
 
+from test_brian2 import brian2_state  # noqa: E402,F401  (restores Brian2's global state around each test)
+
 from bioplastic.backends import UnsupportedCircuitError  # noqa: E402
 from bioplastic.backends.brian2 import _spiking  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def brian2_state():
-    """Brian2 keeps global state (device, preferences, magic network); restore it around each test."""
-    from brian2 import prefs, start_scope
-    from brian2.devices.device import reset_device
-
-    saved = {k: prefs[k] for k in ("codegen.target", "logging.file_log", "logging.save_script")}
-    prefs.logging.file_log = False
-    prefs.logging.save_script = False
-    start_scope()
-    yield
-    reset_device("runtime")
-    for k, v in saved.items():
-        prefs[k] = v
 
 
 def spiking_mlp(sizes=(6, 10, 3), **kwargs):
