@@ -92,11 +92,6 @@ QUICK = {"ranks": (1, 10), "seeds": (0,), "epochs": 2, "jobs": 1}
 # Pure helpers
 # --------------------------------------------------------------------------------------------------
 
-def pathway_ranks(r: int, sizes) -> list[int]:
-    """Rank of each feedback pathway l = 2..L: r clipped to min(n_{l-1}, n_l)."""
-    return [min(int(r), sizes[l - 1], sizes[l]) for l in range(2, len(sizes))]
-
-
 def check(cfg: Config) -> None:
     """Raise a clear error on a bad config, before any training."""
     if cfg.task not in TASKS:
@@ -173,7 +168,7 @@ def conditions(cfg: Config, sizes, notes: list | None = None) -> list[tuple]:
     out = [(ref, ref, None, None) for ref in cfg.references]
     seen = set()
     for r in sorted(set(cfg.ranks)):
-        ranks = pathway_ranks(r, sizes)
+        ranks = _claims.pathway_ranks(r, sizes)
         if tuple(ranks) in seen:
             if notes is not None:
                 notes.append(f"  rank {r}: same pathway ranks {ranks} as a smaller r; skipped")

@@ -82,7 +82,7 @@ from ...circuit.keys import key, kind_of
 from ...neurons import lif
 from ...neurons.lif import SIGNED_ROLES, SURROGATE, LIFParams, dale_signs
 from .._base import AbstractRunner, UnsupportedCircuitError, check_batch, unsupported_reason
-from ._options import Schedule, make_schedule
+from ._options import Schedule, make_schedule, schedule_arrays
 from ._runner import _runtime_prefs
 
 BACKEND = "brian2"
@@ -440,31 +440,19 @@ class SpikingRunner(AbstractRunner):
         """Values of the TimedArray schedules: tick rows (one per presentation, plus an idle one)
         and the window weights on the plasticity clock."""
         o = self.options
-        n_pres, copies = schedule.slots.shape
-        d, n_in = self.circuit.sizes[-1], self.circuit.sizes[0]
-        valid = schedule.slots >= 0
-        idx = np.where(valid, schedule.slots, 0)
-
-        def rows(data, width):
-            out = np.zeros((n_pres + 1, copies * width))
-            if data is not None:
-                out[:n_pres] = (data[idx] * valid[..., None]).reshape(n_pres, copies * width)
-            return out
-
-        gate = np.zeros((n_pres + 1, copies * d))
-        learn = np.zeros(n_pres + 1)
-        consolidate = np.zeros(n_pres + 1)
+        n_pres = schedule.slots.shape[0]
+        # the rate circuit's tick rows; a spiking presentation k learns during its own window, so its
+        # learn flag sits on row k, not on the tick k + 1 that closes it
+        arrays = schedule_arrays(schedule, x, y, self.circuit.sizes[-1])
+        arrays["learn_sched"] = np.zeros(n_pres + 1)
         if schedule.learn:
-            gate[:n_pres] = np.repeat(valid, d, axis=1)
-            learn[:n_pres] = 1.0  # presentation k learns during its own window
-            consolidate[1:] = schedule.consolidate  # tick k + 1 closes presentation k
+            arrays["learn_sched"][:n_pres] = 1.0
         per = round(o.presentation / o.plasticity_dt)
         start = round(o.settle / o.plasticity_dt)
         one = np.zeros(per)
         one[start:] = o.plasticity_dt / o.window  # weights that sum to 1 over a window
         window = np.concatenate([np.tile(one, n_pres), np.zeros(per)])
-        return {"x_sched": rows(x, n_in), "y_sched": rows(y, d), "gate_sched": gate,
-                "learn_sched": learn, "consolidate_sched": consolidate, "win_sched": window}
+        return {**arrays, "win_sched": window}
 
     def _run(self, schedule: Schedule, x, y) -> np.ndarray:
         import brian2 as b2
