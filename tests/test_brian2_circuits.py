@@ -69,6 +69,30 @@ def test_optimised_circuit_gives_identical_weights():
         assert_close(value, got[False][key], rtol=1e-12, atol=1e-14, what=key)
 
 
+def test_reused_code_objects_give_the_weights_of_fresh_ones():
+    """The optimised runner keeps its code objects from call to call; a sequence of calls that
+    changes what the code depends on (a schedule outgrowing its rows, an inference network, a
+    user's object added between calls) ends with the weights of the baseline, which regenerates
+    every code object at every call."""
+    from brian2 import NeuronGroup
+
+    circuit = circuits.mlp([6, 8, 4], rule="ldfa", rank=2, subspace="local", lr=0.1, seed=5)
+    x, y = batch(6, 4, n=200, seed=6)
+    got, outputs = {}, {}
+    for optimise in (True, False):
+        runner = bioplastic.build(circuit, backend="brian2", optimise=optimise, copies=3)
+        runner.train_step(x[:3], y[:3])
+        runner.train_step(x[3:6], y[3:6])
+        runner.model().network.add(NeuronGroup(2, "v : 1", name="bystander"))
+        runner.train_epoch(x, y, batch_size=3)  # 67 presentations: more rows than the first schedules
+        runner.train_step(x[6:9], y[6:9])
+        outputs[optimise] = runner.predict(x[:9])
+        got[optimise] = runner.get_weights()
+    assert_close(outputs[True], outputs[False], rtol=1e-12, atol=1e-14, what="predict")
+    for key, value in got[True].items():
+        assert_close(value, got[False][key], rtol=1e-12, atol=1e-14, what=key)
+
+
 def test_divergence_names_the_population():
     circuit = circuits.mlp([4, 5, 3], rule="fa", lr=1e200, seed=3)
     runner = bioplastic.build(circuit, backend="brian2", copies=2)

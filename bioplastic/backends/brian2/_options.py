@@ -171,8 +171,10 @@ class Options:
     optimise : bool
         Compute per presentation what only changes between presentations (the drive of a clamped
         input), evaluate f(a), f'(a) u once per step (``(constant over dt)``), refill the schedules
-        in place (so code generation and compiled modules are reused from call to call) and keep
-        Brian2's per-run garbage collection to new objects. Exact: the weights are those of the
+        in place (so compiled modules are reused from call to call), keep every code object of a
+        runtime network from call to call instead of regenerating it at each ``Network.run`` (on
+        the numpy target that regeneration was ~70 % of a short ``train_step``) and keep Brian2's
+        per-run garbage collection to new objects. Exact: the weights are those of the
         unoptimised circuit (False, kept as the benchmark's baseline and held to it by a test).
     """
 
