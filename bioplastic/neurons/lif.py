@@ -153,6 +153,19 @@ DALE_EXCITATORY_FRACTION = 0.8
 SIGNED_ROLES = ("error", "feedback")
 
 
+def relays(circuit) -> dict[str, str]:
+    """Hidden populations whose error leaves them through a feedback projection (layer topology,
+    below the top hidden layer) -> the name of the ON/OFF relay population that carries it.
+
+    A hidden LIF neuron's spikes carry its rate h, not its error delta = psi(v) u (signed, in its
+    apical compartment), so a circuit with more than one hidden layer sends each such error on
+    through a pair of rectified relay neurons per hidden neuron, each reading that one neuron's
+    apical error."""
+    g = circuit.graph
+    return {pre: f"{pre}_error" for pre, _, role in g.edges(data="role")
+            if role == "feedback" and g.nodes[pre]["role"] == "hidden"}
+
+
 def dale_signs(n: int, seed: int, salt: int) -> np.ndarray:
     """Dale type of ``n`` presynaptic neurons: +1 (excitatory, a fraction
     :data:`DALE_EXCITATORY_FRACTION`) or -1 (inhibitory), reproducible from ``seed`` and ``salt``."""
@@ -170,11 +183,17 @@ def constraint_facts(circuit, row: dict) -> dict:
     the ON neuron, -w from the OFF neuron), a weight sharing like that of the batch copies.
     """
     g = circuit.graph
-    signed = sorted(n for n, r in g.nodes(data="role") if r in SIGNED_ROLES)
+    relayed = relays(circuit)
+    signed = sorted([n for n, r in g.nodes(data="role") if r in SIGNED_ROLES] + list(relayed.values()))
     dale = bool(g.graph.get("dale", False))
     symmetric = list(row.get("symmetric", []))
     symmetric.append("the ON and OFF halves of each signed population (" + ", ".join(signed) +
                      ") read one stored weight per synapse pair: +w from ON, -w from OFF")
+    for hidden, relay in relayed.items():
+        symmetric.append(f"the error psi(v) u of {hidden} leaves it through the ON/OFF relay {relay}: "
+                         f"each relay neuron reads the apical error of one {hidden} neuron (a "
+                         "one-to-one, continuous read) and fires at a rate proportional to its "
+                         "rectified value")
     if dale:
         symmetric.append("Dale's law: each presynaptic neuron is excitatory or inhibitory "
                          f"({DALE_EXCITATORY_FRACTION:.0%} excitatory) and all its outgoing weights keep "
@@ -182,7 +201,7 @@ def constraint_facts(circuit, row: dict) -> dict:
                          "its ON partner; the error neurons' comparison (output minus target) is "
                          "wired directly, its inhibitory relay not modelled")
     facts = {"neuron": "lif", "signed_populations": signed, "dale": dale, "symmetric": symmetric}
-    if row.get("feedback_neurons") is not None and row.get("source") in signed:
+    if row.get("feedback_neurons") is not None and (row.get("source") in signed or row.get("source") in relayed):
         # the pathway's signal crosses an ON/OFF pair of populations: twice the neurons
         facts["feedback_neurons"] = 2 * row["feedback_neurons"]
     if isinstance(row.get("wiring"), list):
@@ -191,4 +210,4 @@ def constraint_facts(circuit, row: dict) -> dict:
 
 
 __all__ = ["DALE_EXCITATORY_FRACTION", "SIGNED_ROLES", "SURROGATE", "LIFParams", "constraint_facts",
-           "dale_signs", "membrane", "rate", "steady_potential", "surrogate"]
+           "dale_signs", "membrane", "rate", "relays", "steady_potential", "surrogate"]

@@ -50,20 +50,20 @@ def describe(runner, model) -> dict:
         "circuit": {"rule": circuit.rule, "subspace": circuit.subspace, "sizes": circuit.sizes,
                     "ranks": circuit.ranks, "lr": p.lr, "feedback_lr": p.feedback_lr, "decay": p.decay,
                     "reciprocal": g.graph.get("reciprocal", "read")},
-        "simulation": {"copies": model.copies, "dt_s": runner.dt, "settle_s": runner.settle,
-                       "steps_per_presentation": runner.steps, "tau_s": runner.options.tau,
-                       "device": runner.options.device, "target": runner.options.target,
-                       "optimise": runner.options.optimise,
-                       "clocks": {model.sim.name: runner.dt, model.ticks.name: runner.settle}},
+        "simulation": runner.simulation_facts(model),
         "namespace": {k: str(v) for k, v in model.namespace.items() if not hasattr(v, "values")},
         "populations": [], "stores": [], "synapses": [], "monitors": [], "extra": [],
         "mismatch": [{"name": name, "elements": len(group), "equations": str(group.equations).strip(),
                       "linked": _linked(group, ("wt",)), "code": _code_runners(group)}
-                     for name, group in model.mismatch.items()],
+                     for name, group in getattr(model, "mismatch", {}).items()],
     }
     for name, group in model.groups.items():
+        # a spiking circuit's own populations (error relays) are named after the one they serve
+        base = name if name in g.nodes else name.rsplit("_", 1)[0]
         data["populations"].append({
-            "name": name, "role": roles.get(name), "size": g.nodes[name]["size"], "neurons": len(group),
+            "name": name, "role": roles.get(name, f"relay of {base}"),
+            "size": g.nodes[base]["size"] if base in g.nodes else len(group) // model.copies,
+            "neurons": len(group),
             "equations": str(group.equations).strip(), "linked": _linked(group),
             "code": _code_runners(group)})
     for name, store in model.stores.items():
@@ -78,7 +78,7 @@ def describe(runner, model) -> dict:
             "summed": [{"target": f"{u.target.name}.{u.target_var.name}", "expression": u.expression,
                         "clock": u.clock.name, "when": u.when}
                        for u in getattr(syn, "summed_updaters", {}).values()]})
-    for label, mon in {**model.readout, **model.monitors}.items():
+    for label, mon in {**getattr(model, "readout", {}), **model.monitors}.items():
         data["monitors"].append({"name": mon.name, "label": label, "source": mon.source.name,
                                  "variables": list(mon.record_variables), "clock": mon.clock.name})
     for name, obj in model.extra.items():
@@ -107,10 +107,7 @@ def render(data: dict, format: str = "markdown") -> str:
              f"sizes {c['sizes']}, ranks {c['ranks'] or '-'}, lr {c['lr']}, feedback_lr {c['feedback_lr']}, "
              f"decay {c['decay']}, reciprocal synapses {c['reciprocal']}",
              "",
-             f"{sim['copies']} parallel copies; dt {sim['dt_s'] * 1e3:g} ms, presentation (settle) "
-             f"{sim['settle_s'] * 1e3:g} ms = {sim['steps_per_presentation']} steps, tau "
-             f"{sim['tau_s'] * 1e3:g} ms; device {sim['device']} ({sim['target']}); namespace "
-             + ", ".join(f"{k} = {v}" for k, v in data["namespace"].items()),
+             f"{sim['summary']}; namespace " + ", ".join(f"{k} = {v}" for k, v in data["namespace"].items()),
              "", "## Populations", ""]
     for pop in data["populations"]:
         lines += [f"### {pop['name']} (role {pop['role']}, {pop['size']} neurons x {sim['copies']} copies)", ""]

@@ -372,6 +372,17 @@ class Brian2Runner(AbstractRunner):
 
         return _export.render(_export.describe(self, self.model(copies)), format)
 
+    def simulation_facts(self, model: _network.Model) -> dict:
+        """The clocks and times of ``model`` for :func:`._export.describe`."""
+        o = self.options
+        return {"copies": model.copies, "dt_s": self.dt, "settle_s": self.settle,
+                "steps_per_presentation": self.steps, "tau_s": o.tau, "device": o.device,
+                "target": o.target, "optimise": o.optimise,
+                "clocks": {model.sim.name: self.dt, model.ticks.name: self.settle},
+                "summary": (f"{model.copies} parallel copies; dt {self.dt * 1e3:g} ms, presentation "
+                            f"(settle) {self.settle * 1e3:g} ms = {self.steps} steps, tau "
+                            f"{o.tau * 1e3:g} ms; device {o.device} ({o.target})")}
+
     def constraints(self) -> list[dict]:
         """:meth:`bioplastic.Circuit.constraints` plus what this backend's circuit adds.
 

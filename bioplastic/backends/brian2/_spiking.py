@@ -61,9 +61,17 @@ and mean surrogate, within a distance that shrinks as the window grows (measured
 digits circuit over 64 presentations: 21% at a 10 ms window, 7% at 160 ms, 5% at 320 ms, where the
 trace covariances set the floor).
 
-Only circuits with one hidden layer are built (a deeper layer would need its own ON/OFF error
-populations); supported rules: those whose feedback reads the output error directly (``ldfa`` and
-``dfa`` with a rank, subspace ``fixed``, ``local``, ``q_only``; ``fa``/``dfa`` with fixed dense B).
+Deeper circuits: with more than one hidden layer, a rule of layer topology (``ldfa``, ``fa``) sends
+the error of hidden layer l + 1 to layer l. That error, delta = psi(v) u, lives in the apical
+compartment of each hidden neuron and is signed, while the neuron's spikes carry its rate; so each
+such hidden population gets a **relay** ``hidden{l}_error`` (2 n_l neurons per copy, ON and OFF), a
+rectified Poisson pair per hidden neuron that reads that one neuron's delta (a one-to-one,
+continuous read: ``I = sgn delta``) and fires at ``error_rate * [I]+``, as the output's error
+neurons do (:func:`bioplastic.neurons.lif.relays`; ``constraints()`` lists the read). Rules of
+direct topology (``dfa``) read the output's error neurons at every depth and need no relay.
+
+Supported rules: those whose plastic feedback has the local form above (``ldfa``/``dfa`` with a
+rank and subspace ``fixed``, ``local``, ``q_only``; ``fa``/``dfa`` with fixed dense B), any depth.
 Brian2 is imported inside functions only.
 """
 
@@ -80,10 +88,10 @@ from ... import rules
 from ...circuit.init import initial_weights
 from ...circuit.keys import key, kind_of
 from ...neurons import lif
-from ...neurons.lif import SIGNED_ROLES, SURROGATE, LIFParams, dale_signs
+from ...neurons.lif import SIGNED_ROLES, SURROGATE, LIFParams, dale_signs, relays
 from .._base import AbstractRunner, UnsupportedCircuitError, check_batch, unsupported_reason
 from ._options import Schedule, make_schedule, schedule_arrays
-from ._runner import _runtime_prefs
+from ._runner import DivergenceError, _restore_fresh, _runtime_prefs
 
 BACKEND = "brian2"
 #: Neuron models this module builds.
@@ -107,7 +115,7 @@ ORDER_READOUT, ORDER_CLEAR, ORDER_ACCUMULATE, ORDER_CONSOLIDATE, ORDER_LOAD = -1
 METHOD = "exponential_euler"
 
 #: Variables each population's window means are kept for (``m_<var>``), by population kind.
-MEANS = {"input": ("r",), "target": ("r",), "lif": ("r", "psi", "u"), "signed": ("r",)}
+MEANS = {"input": ("r",), "target": ("r",), "lif": ("r", "psi", "u", "delta"), "signed": ("r",)}
 
 
 # ------------------------------------------------------------------------------------ options
@@ -241,14 +249,11 @@ def unsupported(circuit) -> str | None:
     rule = circuit.learning_rule
     what = f"rule {rule.name!r}" + (f" with subspace {rule.subspace.name!r}" if rule.subspace else "")
     refuse = f"backend {BACKEND!r} does not build the spiking (lif) circuit of {what}"
-    supported = ("supported for spiking circuits: one hidden layer; rules whose feedback reads the "
-                 "output error (ldfa or dfa with a rank: subspace " + ", ".join(capabilities()["subspaces"])
-                 + "; fa or dfa with fixed B)")
+    supported = ("supported for spiking circuits: ldfa or dfa with a rank and subspace "
+                 + ", ".join(capabilities()["subspaces"]) + "; fa or dfa with fixed B; any depth")
     models = {n for _, n in circuit.graph.nodes(data="neuron")}
     if models != {"lif"}:
         return f"{refuse}: it mixes neuron models {sorted(models)}; every population must be 'lif'"
-    if circuit.n_layers != 2:
-        return f"{refuse}: it has {circuit.n_layers - 1} hidden layers; {supported}"
     if rule.form == "low_rank":
         problem = _subspace_problem(rule.subspace)
         if problem:
@@ -312,13 +317,18 @@ class _Model:
     monitors: dict = field(default_factory=dict)    # read-outs of the window means
     recorders: dict = field(default_factory=dict)   # spike/trace monitors (record_spikes)
     other: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)       # a user's objects (SpikingRunner.extend)
     signed: tuple = ()                               # populations split into ON/OFF halves
     namespace: dict = field(default_factory=dict)   # constants every equation names
+    sim: object = None                               # clocks: integration (dt),
+    plasticity: object = None                        # eligibility sampling (plasticity_dt),
+    ticks: object = None                             # presentations (settle + window)
+    network: object = None                           # the Brian2 Network, once built
 
     @property
     def objects(self) -> list:
         return [*self.groups.values(), *self.stores.values(), *self.synapses.values(),
-                *self.monitors.values(), *self.recorders.values(), *self.other]
+                *self.monitors.values(), *self.recorders.values(), *self.other, *self.extra.values()]
 
 
 # ------------------------------------------------------------------------------------ runner
@@ -341,8 +351,8 @@ class SpikingRunner(AbstractRunner):
     means : dict
         Of the last call, per sample (rows in sample order): the window means of every population's
         trace ``<pop>.r`` (rates in units of their scale; ``error_on.r``, ``error_off.r`` for the
-        halves of a signed population), of the hidden surrogate ``hidden1.psi`` and apical
-        ``hidden1.u``; ``output.r`` is yhat.
+        halves of a signed population), of the hidden surrogate ``hidden1.psi``, apical
+        ``hidden1.u`` and error ``hidden1.delta`` (= psi u); ``output.r`` is yhat.
     signs : dict
         Under Dale's law, weight key -> the sign (+1 excitatory, -1 inhibitory) of each presynaptic
         neuron (of the ON half; its OFF partner has the other); empty otherwise. Weights set by
@@ -370,6 +380,7 @@ class SpikingRunner(AbstractRunner):
         self._recording: dict = {}
         self._calls = 0
         self._last_copies: int | None = None
+        self._extensions: list = []
 
     def _dale_signs(self) -> dict[str, np.ndarray]:
         """Weight key -> the sign of each presynaptic neuron (the ON neuron's, for signed populations)."""
@@ -426,6 +437,79 @@ class SpikingRunner(AbstractRunner):
         """
         return dict(self._recording)
 
+    # ------------------------------------------------------------------- open circuit
+    def extend(self, fn) -> SpikingRunner:
+        """Add one's own Brian2 objects to every network this runner builds, as
+        :meth:`Brian2Runner.extend` does for rate circuits.
+
+        ``fn(model)`` gets the assembled model (``groups`` by Brian2 group name, e.g. ``hidden1``,
+        ``error`` (both halves), ``stores``, ``synapses``, the clocks ``sim``, ``plasticity`` and
+        ``ticks``, ``namespace``) and returns a Brian2 object, a sequence or a dict of them. They
+        join the network before its fresh state is stored, so they survive every training call
+        (each call starts them afresh, as it does the circuit); read them from
+        ``runner.model().extra``. Example: a Poisson population of inhibitory interneurons onto the
+        apical compartments of ``hidden1``::
+
+            def interneurons(model):
+                n = len(model.groups["hidden1"])
+                inh = PoissonGroup(n, 20 * Hz, clock=model.sim, name="interneurons")
+                syn = Synapses(inh, model.groups["hidden1"], on_pre="u_post -= 0.01",
+                               clock=model.sim, name="interneurons_to_hidden1")
+                syn.connect(j="i")
+                return [inh, syn, SpikeMonitor(inh, name="interneuron_spikes")]
+
+        Networks built before are dropped (the next call rebuilds them). Returns the runner.
+        """
+        if not callable(fn):
+            raise TypeError(f"extend needs a callable fn(model) -> Brian2 objects; got {fn!r}")
+        self._extensions.append(fn)
+        self._models.clear()
+        return self
+
+    def model(self, copies: int | None = None) -> _Model:
+        """The Brian2 objects of the circuit with ``copies`` parallel copies (default: those of the
+        last call, else ``options.copies``, else 1), built if no call has built them yet; objects
+        added to ``model.network`` survive the following calls (prefer :meth:`extend`)."""
+        copies = copies or self._last_copies or self.options.copies or 1
+        with _runtime_prefs(self.options.target, self.build_dir / "brian2_cache"):
+            return self._network(copies)[0]
+
+    def export(self, format: str = "markdown", copies: int | None = None) -> str:
+        """The built model in a readable form (populations with their equations, weight stores,
+        synapses, clocks, constants; :func:`._export.describe`): ``markdown`` or ``json``."""
+        from . import _export
+
+        return _export.render(_export.describe(self, self.model(copies)), format)
+
+    def simulation_facts(self, model: _Model) -> dict:
+        """The clocks and times of ``model`` for :func:`._export.describe`."""
+        o = self.options
+        return {"copies": model.copies, "dt_ms": o.dt, "settle_ms": o.settle, "window_ms": o.window,
+                "plasticity_dt_ms": o.plasticity_dt, "target": o.target,
+                "input": f"{o.input_coding} at {o.input_rate:g} Hz" + (" (ON/OFF)" if o.signed_input else ""),
+                "clocks": {model.sim.name: o.dt * 1e-3, model.plasticity.name: o.plasticity_dt * 1e-3,
+                           model.ticks.name: o.presentation * 1e-3},
+                "summary": (f"{model.copies} parallel copies; LIF neurons, dt {o.dt:g} ms; each "
+                            f"presentation {o.settle:g} ms settling + {o.window:g} ms learning window, "
+                            f"eligibilities sampled every {o.plasticity_dt:g} ms; input "
+                            f"{o.input_coding} spike trains at {o.input_rate:g} Hz; target {o.target}")}
+
+    def _network(self, copies: int):
+        import brian2 as b2
+
+        if copies not in self._models:
+            b2.seed(self.options.seed)  # the random phases of regular input trains are drawn here
+            model = _assemble(self.circuit, copies, self.options, self.signs)
+            from ._network import add_extra
+
+            for fn in self._extensions:
+                add_extra(model, fn)
+            net = model.network = b2.Network(*model.objects)
+            net.store("fresh")
+            net._bioplastic_stored = {obj.name for obj in net.objects}
+            self._models[copies] = (model, net)
+        return self._models[copies]
+
     # ------------------------------------------------------------------- simulation
     def _check_signs(self, x, y):
         if np.any(x < 0) and not self.options.signed_input:
@@ -463,14 +547,8 @@ class SpikingRunner(AbstractRunner):
         n_pres, copies = schedule.slots.shape
         start = time.perf_counter()
         with _runtime_prefs(o.target, self.build_dir / "brian2_cache"):
-            if copies not in self._models:
-                b2.seed(o.seed)  # the random phases of regular input trains are drawn here
-                model = _assemble(self.circuit, copies, o, self.signs)
-                net = b2.Network(*model.objects)
-                net.store("fresh")
-                self._models[copies] = (model, net)
-            model, net = self._models[copies]
-            net.restore("fresh")
+            model, net = self._network(copies)
+            _restore_fresh(net)
             for k, s in model.stores.items():
                 s.w_ = self.weights[k].ravel()
             ns = dict(model.namespace)
@@ -482,6 +560,11 @@ class SpikingRunner(AbstractRunner):
             t0 = time.perf_counter()
             net.run((n_pres * o.presentation + o.dt) * b2.ms, namespace=ns)
             run_s = time.perf_counter() - t0
+            problem = _non_finite(model)
+            if problem:
+                raise DivergenceError(
+                    f"backend 'brian2': the spiking circuit diverged during this call ({problem}); the "
+                    "weights are left as they were before it. Lower lr or feedback_lr")
             for k, s in model.stores.items():
                 self.weights[k] = np.asarray(s.w_[:], dtype=np.float64).reshape(self.weights[k].shape).copy()
             means = {label: np.asarray(getattr(mon, "m_" + label.split(".")[1])).T
@@ -594,12 +677,15 @@ def _assemble(circuit, copies: int, o: SpikingOptions, signs: dict) -> _Model:
     ticks = b2.Clock(dt=o.presentation * ms, name="presentation_clock")
     const = _constants(p)
     model.namespace = const
+    model.sim, model.plasticity, model.ticks = sim, plast, ticks
     scale = {"input": o.input_rate, "hidden": p.rate_max, "output": p.rate_max, "target": p.rate_max,
              "error": o.error_rate, "feedback": o.bottleneck_rate}
     rule = circuit.learning_rule
     local = rule.form == "low_rank" and "P" in rule.subspace.learns
     params = circuit.params
     reads_vq = {n for n, r in g.nodes(data="role") if r == "feedback"} if local else set()
+    relay = relays(circuit)  # hidden population -> its error relay (deeper circuits only)
+    sizes = {**dict(g.nodes(data="size")), **{r: g.nodes[h]["size"] for h, r in relay.items()}}
 
     def accumulate(group, variables):
         group.run_regularly("\n".join(f"m_{v} += win_sched(t) * {v}" for v in variables), clock=plast,
@@ -644,7 +730,7 @@ def _assemble(circuit, copies: int, o: SpikingOptions, signs: dict) -> _Model:
         elif role in ("hidden", "output"):
             bias = attrs["bias"]
             eqs = lif_equations(role, "bias : 1 (linked)" if bias else None)
-            eqs += ["m_r : 1", "m_psi : 1", "m_u : 1"] + (["elig_b : 1 (linked)"] if bias else [])
+            eqs += [f"m_{v} : 1" for v in MEANS["lif"]] + (["elig_b : 1 (linked)"] if bias else [])
             grp = b2.NeuronGroup(n, "\n".join(eqs), threshold="v > v_th", reset=f"v = v_reset; {jump}",
                                  refractory=p.t_ref * ms, method=METHOD, clock=sim, name=name)
             grp.v = p.v_rest * mV
@@ -676,6 +762,18 @@ def _assemble(circuit, copies: int, o: SpikingOptions, signs: dict) -> _Model:
             raise UnsupportedCircuitError(f"backend 'brian2' has no spiking equations for population role "
                                           f"{role!r}; roles: input, hidden, output, target, error, feedback")
 
+    for hidden, name in relay.items():
+        # ON/OFF relay of a hidden layer's error: neuron m of each half reads delta of hidden neuron m
+        n = sizes[name]
+        jump = f"r += {1.0 / (p.tau_trace * 1e-3 * o.error_rate)!r}"
+        grp = b2.NeuronGroup(2 * n * copies, "\n".join(["I : 1", trace, "m_r : 1", "sgn : 1 (constant)"]),
+                             threshold=f"rand() < {o.error_rate!r} * Hz * clip(I, 0, inf) * dt",
+                             reset=jump, method=METHOD, clock=sim, name=name)
+        grp.sgn = np.tile(np.repeat([1.0, -1.0], n), copies)
+        model.groups[name] = grp
+        model.signed += (name,)
+        accumulate(grp, MEANS["signed"])
+
     def store(name: str, size: int, lr: float, decay: float):
         s = b2.NeuronGroup(size, "w : 1\nelig : 1\ndsign : 1 (constant)\nlr : 1 (shared, constant)\n"
                                  "decay : 1 (shared, constant)", clock=ticks, name=f"{name}_weights")
@@ -706,28 +804,39 @@ def _assemble(circuit, copies: int, o: SpikingOptions, signs: dict) -> _Model:
 
     def width(pop: str) -> int:
         """Neurons per copy of a population's group (two halves for a signed population)."""
-        return g.nodes[pop]["size"] * (2 if pop in model.signed else 1)
+        return sizes[pop] * (2 if pop in model.signed else 1)
 
     def pairs(pre: str, post: str):
         """All-to-all synapses inside each copy; (i, j, widx) with widx the (post, pre) row-major
         index of the stored weight each synapse reads (the ON and OFF halves read the same one)."""
-        n_pre, n_post = g.nodes[pre]["size"], g.nodes[post]["size"]
+        n_pre, n_post = sizes[pre], sizes[post]
         i, j, _ = _block_pairs(copies, width(pre), width(post))
         return i, j, (j % width(post) % n_post) * n_pre + (i % width(pre) % n_pre)
 
     def one_to_one(pre: str, post: str):
         """Neuron m of ``pre`` to neuron m of each half of ``post`` (or the reverse), copy by copy."""
-        n = g.nodes[pre]["size"]
+        n = sizes[pre]
         c, m = np.divmod(np.arange(copies * n), n)
         plain = c * n + m
         halves = np.concatenate([c * 2 * n + m, c * 2 * n + n + m])
         plain = np.concatenate([plain, plain])
         return (plain, halves) if width(post) == 2 * n else (halves, plain)
 
+    for hidden, name in relay.items():
+        read = b2.Synapses(model.groups[hidden], model.groups[name], "I_post = sgn_post * delta_pre : 1 (summed)",
+                           clock=sim, name=f"{name}_read")
+        i, j = one_to_one(hidden, name)
+        read.connect(i=i, j=j)
+        model.synapses[read.name] = read
+
     for proj in sorted(circuit.projections.values(), key=lambda q: (q.role != "forward", q.layer, q.name)):
         pre_role, post_role = g.nodes[proj.pre]["role"], g.nodes[proj.post]["role"]
         n_pre, n_post = g.nodes[proj.pre]["size"], g.nodes[proj.post]["size"]
-        pre_grp, post_grp = model.groups[proj.pre], model.groups[proj.post]
+        # a hidden layer's error leaves it through its relay (the spikes of the layer carry its rate)
+        pre = relay[proj.pre] if proj.role == "feedback" and proj.pre in relay else proj.pre
+        if pre != proj.pre:
+            pre_role = "error"
+        pre_grp, post_grp = model.groups[pre], model.groups[proj.post]
         if proj.role == "error":
             # output -> error: +1 onto ON, -1 onto OFF (sgn_post); target -> error: the reverse
             base = 1.0 if proj.init == "identity" else -1.0
@@ -759,13 +868,13 @@ def _assemble(circuit, copies: int, o: SpikingOptions, signs: dict) -> _Model:
         lr = params.lr if proj.role == "forward" else params.feedback_lr
         s = store(proj.name, n_pre * n_post, lr if learns else 0.0, params.decay)
         # the sign a synapse carries: that of its presynaptic half times that of its postsynaptic one
-        sign = " * ".join(["1.0"] + [f"sgn_{side}" for side, pop in (("pre", proj.pre), ("post", proj.post))
+        sign = " * ".join(["1.0"] + [f"sgn_{side}" for side, pop in (("pre", pre), ("post", proj.post))
                                      if pop in model.signed])
         jump = 1.0 / (tau * 1e-3 * scale[pre_role])
         lines = ["w : 1 (linked)", "widx : integer (constant)"] + (["elig : 1 (linked)"] if learns else [])
         syn = b2.Synapses(pre_grp, post_grp, "\n".join(lines),
                           on_pre=f"{target}_post += {sign} * w * {jump!r}", clock=sim, name=proj.name)
-        i, j, widx = pairs(proj.pre, proj.post)
+        i, j, widx = pairs(pre, proj.post)
         syn.connect(i=i, j=j)
         syn.widx = widx
         syn.w = b2.linked_var(s, "w", index="widx")
@@ -801,10 +910,23 @@ def _assemble(circuit, copies: int, o: SpikingOptions, signs: dict) -> _Model:
             n = len(grp) // copies
             # every copy's spikes (a subgroup cannot hold linked variables); copy 0 is kept
             model.recorders[f"{name}.spikes"] = b2.SpikeMonitor(grp, name=f"{name}_spikes")
-            if name not in ("input", "target") and not name.startswith("hidden"):
+            if (name in model.signed and name != "input") or g.nodes.get(name, {}).get("role") == "output":
                 model.recorders[f"{name}.trace"] = b2.StateMonitor(grp, "r", record=np.arange(n),
                                                                    dt=1 * ms, name=f"{name}_trace")
     return model
+
+
+def _non_finite(model: _Model) -> str | None:
+    """The populations (and variables) and weight stores that went non-finite, or None."""
+    found = []
+    for name, grp in model.groups.items():
+        bad = [v for v in ("v", "g", "u", "I", "r", "vq") if v in grp.variables
+               and not np.all(np.isfinite(np.asarray(grp.variables[v].get_value())))]
+        if bad:
+            found.append(f"population {name!r}: {', '.join(bad)}")
+    found += [f"weight store {key!r}" for key, st in model.stores.items()
+              if not np.all(np.isfinite(np.asarray(st.w_[:])))]
+    return "; ".join(found) or None
 
 
 def _collect_recording(model: _Model, o: SpikingOptions) -> dict:
@@ -854,12 +976,14 @@ def build(circuit, **options) -> SpikingRunner:
 def reference_update(circuit, weights: dict, x: np.ndarray, means: dict) -> dict:
     """The abstract rule's gradients (float64, :mod:`bioplastic.rules`) at a spiking circuit's own means.
 
-    The rule is evaluated with h_0 = x, h_1 = the hidden window-mean rates, the output error e the
-    one the error neurons carry, (rate_on - rate_off) / error_rate (an unbiased estimate of
-    yhat - y, with the error neurons' own spike-count noise), and f'(a_1) replaced by the mean
-    surrogate psi of each hidden neuron: what the circuit's mean weight change should be if every
-    product of traces equalled the product of their means (the statistical-equivalence claim of the
-    module docstring).
+    The rule is evaluated with h_0 = x, h_l = the window-mean rates of hidden layer l, the output
+    error e the one the error neurons carry, (rate_on - rate_off) / error_rate (an unbiased
+    estimate of yhat - y, with the error neurons' own spike-count noise), and f'(a_l) replaced by
+    the mean surrogate psi of each hidden neuron: what the circuit's mean weight change should be
+    if every product of traces equalled the product of their means (the statistical-equivalence
+    claim of the module docstring). In a deeper circuit the error of a relayed hidden layer is the
+    one its relay carries, (rate_on - rate_off) / error_rate, an unbiased estimate of the layer's
+    window-mean psi(v) u (not of the product of the means), and the layer below receives that.
 
     Returns
     -------
@@ -869,12 +993,23 @@ def reference_update(circuit, weights: dict, x: np.ndarray, means: dict) -> dict
     from ...rules._base import forward_gradients
 
     rule = circuit.learning_rule
-    hidden, output = circuit.layers[1], circuit.layers[-1]
-    h = [x, means[f"{hidden}.r"], means[f"{output}.r"]]
+    layers = circuit.layers
+    h = [x] + [means[f"{name}.r"] for name in layers[1:]]
     error = next(n for n, r in circuit.graph.nodes(data="role") if r == "error")
     e = means[f"{error}_on.r"] - means[f"{error}_off.r"]
-    psi = means[f"{hidden}.psi"]
-    delta = rule.layer_errors(weights, [None, psi, None], e, lambda a: a)
+    psi = [None] + [means[f"{name}.psi"] for name in layers[1:-1]] + [None]
+    relayed = relays(circuit)
+    if rule.topology == "layer" and relayed:
+        L = len(layers) - 1
+        delta: list = [None] * (L + 1)
+        delta[L] = e
+        for l in range(L - 1, 0, -1):
+            if layers[l + 1] in relayed:  # the error the relay of layer l + 1 carries
+                name = relayed[layers[l + 1]]
+                delta[l + 1] = means[f"{name}_on.r"] - means[f"{name}_off.r"]
+            delta[l] = psi[l] * rule.deliver(weights, l + 1, delta[l + 1])
+    else:
+        delta = rule.layer_errors(weights, psi, e, lambda a: a)
     grads = forward_gradients(h, delta, weights)
     grads.update(rule.feedback_gradients(weights, h, delta, grads))
     return grads
