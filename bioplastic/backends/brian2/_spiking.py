@@ -70,8 +70,10 @@ continuous read: ``I = sgn delta``) and fires at ``error_rate * [I]+``, as the o
 neurons do (:func:`bioplastic.neurons.lif.relays`; ``constraints()`` lists the read). Rules of
 direct topology (``dfa``) read the output's error neurons at every depth and need no relay.
 
-Supported rules: those whose plastic feedback has the local form above (``ldfa``/``dfa`` with a
-rank and subspace ``fixed``, ``local``, ``q_only``; ``fa``/``dfa`` with fixed dense B), any depth.
+Supported rules: those whose plastic feedback has a local form (``ldfa``/``dfa`` with a rank and
+subspace ``fixed``, ``local``, ``q_only``; ``fa``/``dfa`` with fixed dense B; ``kp``, whose B
+synapse from an error (or relay) neuron onto a hidden neuron accumulates sign x r_pre x r_post,
+summed over the ON/OFF halves h delta^T, the transpose of W's update), any depth.
 Brian2 is imported inside functions only.
 """
 
@@ -103,6 +105,9 @@ TARGETS = ("numpy", "cython")
 #: Subspace rules whose eligibility this module splits into ON/OFF pathways, by their rate form
 #: (``SubspaceRule.brian2``): any registered unit with one of these forms is built.
 LOCAL_P, LOCAL_Q = "{err}_pre * v_post", "z_pre * rate_post"
+#: The rate form of plastic dense feedback this module builds (Kolen-Pollack's mirrored update: the
+#: B synapse from an error neuron onto a hidden neuron multiplies their two rates).
+LOCAL_B = "{err}_pre * rate_post"
 
 #: Orders within the ``start`` slot of a presentation tick: read the window means, clear them,
 #: consolidate, load the next sample (plasticity accumulates on its own clock at order 0).
@@ -250,7 +255,8 @@ def unsupported(circuit) -> str | None:
     what = f"rule {rule.name!r}" + (f" with subspace {rule.subspace.name!r}" if rule.subspace else "")
     refuse = f"backend {BACKEND!r} does not build the spiking (lif) circuit of {what}"
     supported = ("supported for spiking circuits: ldfa or dfa with a rank and subspace "
-                 + ", ".join(capabilities()["subspaces"]) + "; fa or dfa with fixed B; any depth")
+                 + ", ".join(capabilities()["subspaces"]) + "; fa or dfa with fixed B; kp (B learns by "
+                 "the mirrored, local update); any depth")
     models = {n for _, n in circuit.graph.nodes(data="neuron")}
     if models != {"lif"}:
         return f"{refuse}: it mixes neuron models {sorted(models)}; every population must be 'lif'"
@@ -259,8 +265,9 @@ def unsupported(circuit) -> str | None:
         if problem:
             return f"{refuse}: subspace rule {rule.subspace.name!r}: {problem}; {supported}"
     elif rule.form == "dense":
-        if rule.plastic:
-            return f"{refuse}: its feedback B is plastic; {supported}"
+        if rule.plastic and rule.brian2_eligibility != LOCAL_B:
+            return (f"{refuse}: its plastic feedback B has eligibility {rule.brian2_eligibility!r}, not "
+                    f"the local form {LOCAL_B!r}; {supported}")
     else:
         return f"{refuse}: feedback of form {rule.form!r} (weight transport); {supported}"
     return unsupported_reason(BACKEND, circuit, capabilities())
@@ -864,7 +871,8 @@ def _assemble(circuit, copies: int, o: SpikingOptions, signs: dict) -> _Model:
             raise UnsupportedCircuitError(f"backend 'brian2': no spiking wiring for {proj.name!r} "
                                           f"({pre_role} -> {post_role})")
         kind = kind_of(proj.name)
-        learns = proj.rule == "sgd" or (rule.form == "low_rank" and kind in rule.subspace.learns)
+        learns = proj.rule == "sgd" or (rule.form == "low_rank" and kind in rule.subspace.learns) or \
+            (rule.form == "dense" and rule.plastic and kind == "B")
         lr = params.lr if proj.role == "forward" else params.feedback_lr
         s = store(proj.name, n_pre * n_post, lr if learns else 0.0, params.decay)
         # the sign a synapse carries: that of its presynaptic half times that of its postsynaptic one
@@ -882,6 +890,8 @@ def _assemble(circuit, copies: int, o: SpikingOptions, signs: dict) -> _Model:
             syn.elig = b2.linked_var(s, "elig", index="widx")
             if kind == "W":  # (a signed input's halves: summed, (x_on - x_off) delta^T)
                 product = f"{sign} * r_pre * delta_post"
+            elif kind == "B":  # Kolen-Pollack, summed over the error's ON and OFF halves: h delta^T
+                product = f"{sign} * r_pre * r_post"
             elif kind == "Q":  # summed over the ON and OFF halves: h z^T
                 product = f"{sign} * r_pre * r_post"
             elif kind == "P":  # summed over the four pairings of halves: 2 v e^T, hence 1/2
