@@ -14,6 +14,12 @@ Numbers: ``samples_per_s`` is samples over the wall time of the calls (train_ste
 user waits for, code generation included; train_epoch: the simulation proper, ``run()`` or the
 standalone binary's network time); first calls (compilation) are timed apart.
 
+The spiking circuit (the same 64-100-10 sizes, ``neuron="lif"``, the settings of
+``analyses/spiking_digits.py``: 150 ms presentations, dt 0.5 ms, 64 copies) is timed on the numpy
+target: simulated seconds per wall-clock second and samples per second of ``train_epoch``, at
+batches of 64 (copies) against batches of 8 in the same run (the ratio: what simulating digits side
+by side buys).
+
 Run: ``bioplastic analysis bench_brian2`` (``--quick`` for numpy only, ``--help`` for every
 setting). Writes ``results/bench_brian2/{config.json, results.json, bench_brian2.png}``.
 """
@@ -49,12 +55,16 @@ class Config:
     baseline: bool = True             # also time optimise=False in the same run (the ratio)
     goals: tuple[float, ...] = (600.0, 1500.0, 3000.0)  # samples/s goals of numpy train_step,
                                       # cython and standalone (2 quiet cores)
+    spiking_samples: NonNegativeInt = 256  # digits per timed spiking epoch; 0: no spiking rows
+    spiking_batches: tuple[PositiveInt, ...] = (64, 8)  # copies simulated side by side (64: the
+                                      # spiking_digits batch; 8 the comparison)
     seed: int = 0
     out: str = "results/bench_brian2"
 
 
 #: ``--quick``: the numpy target only, few samples, one repeat.
-QUICK = {"devices": ("runtime:numpy",), "samples": 100, "step_batches": 2, "repeats": 1}
+QUICK = {"devices": ("runtime:numpy",), "samples": 100, "step_batches": 2, "repeats": 1,
+         "spiking_samples": 64, "spiking_batches": (64,)}
 MODES = ("train_step", "train_epoch")
 
 
@@ -121,6 +131,7 @@ def run(cfg: Config, progress: bool = True) -> dict:
                 bar.update(1, f"{spec} {mode}")
                 bar.write(f"  {spec:16s} {mode:11s} {'optimised' if optimise else 'baseline ':9s} "
                           f"{row['samples_per_s']:7.0f} samples/s, first call {row['first_call_s']:5.1f} s")
+    out["spiking"] = time_spiking(x, y, cfg, bar) if cfg.spiking_samples else []
     bar.close()
     for row in out["rows"]:
         if row["optimise"]:
@@ -130,6 +141,31 @@ def run(cfg: Config, progress: bool = True) -> dict:
     out["load_average_after"] = os.getloadavg()
     out["goals"] = goals(out["rows"], cfg)
     return out
+
+
+def time_spiking(x, y, cfg: Config, bar) -> list[dict]:
+    """Simulated s per wall s and samples/s of the spiking circuit's train_epoch, per batch size
+    (after one warm-up call that generates the code)."""
+    circuit = circuits.mlp([64, cfg.hidden, 10], rule="ldfa", rank=cfg.rank, subspace=cfg.subspace,
+                           neuron="lif", lr=0.2, feedback_lr=0.02, seed=cfg.seed)
+    xs, ys = x[:cfg.spiking_samples] - x.mean(axis=0), y[:cfg.spiking_samples]
+    rows = []
+    for batch in cfg.spiking_batches:
+        runner = bioplastic.build(circuit, backend="brian2", signed_input=True, input_coding="regular",
+                                  input_rate=200.0, dt=0.5, settle=50.0, window=100.0, plasticity_dt=2.5)
+        runner.train_epoch(xs[:batch], ys[:batch], batch_size=batch)  # code generation
+        runner.train_epoch(xs, ys, batch_size=batch)
+        t = runner.timing
+        rows.append(dict(device="spiking:numpy", copies=t["copies"], samples=t["samples"],
+                         presentation_ms=t["presentation_ms"], dt_ms=t["dt_ms"],
+                         sim_s_per_wall_s=t["sim_s_per_wall_s"], samples_per_s=t["samples_per_s"],
+                         load_average=os.getloadavg()[0]))
+        bar.write(f"  spiking numpy, {batch} copies: {t['sim_s_per_wall_s']:.3f} simulated s per wall s, "
+                  f"{t['samples_per_s']:.1f} samples/s")
+    if len(rows) > 1:
+        for row in rows[1:]:
+            row["ratio_of_first_to_this"] = rows[0]["samples_per_s"] / row["samples_per_s"]
+    return rows
 
 
 def goals(rows: list[dict], cfg: Config) -> list[dict]:
@@ -158,6 +194,10 @@ def table(results: dict) -> str:
                      f"{row['first_call_s']:.1f} |" if base else
                      f"| {row['device']} | {row['mode']} | {row['samples_per_s']:.0f} | - | - | "
                      f"{row['first_call_s']:.1f} |")
+    if results.get("spiking"):
+        lines += ["", "| spiking circuit | copies | simulated s / wall s | samples/s |", "|---|---|---|---|"]
+        lines += [f"| {r['device']} | {r['copies']} | {r['sim_s_per_wall_s']:.3f} | {r['samples_per_s']:.1f} |"
+                  for r in results["spiking"]]
     return "\n".join(lines)
 
 
