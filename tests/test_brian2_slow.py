@@ -91,3 +91,29 @@ def test_user_objects_enter_standalone_programs():
     for _ in range(2):
         runner.train_step(x, y)
         assert runner.model().extra["noise_monitor"].x.shape == (2, runner.steps + 1)
+
+
+def test_benchmark_quick_records_every_row(tmp_path):
+    """``bench_brian2 --quick``: the optimised numpy circuit stays equivalence-grade (update error
+    < 1e-3 against the reference), every row and the spiking row are recorded, the goals are
+    judged against the optimised rows only, and results land on disk."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analyses"))
+    import bench_brian2
+
+    out = bench_brian2.main(["--quick", f"--out={tmp_path}", "-q"])
+    assert out["equivalence_error"] < 1e-3
+    assert {(r["mode"], r["optimise"]) for r in out["rows"]} == {
+        (m, o) for m in ("train_step", "train_epoch") for o in (True, False)}
+    assert all(r["samples_per_s"] > 0 for r in out["rows"])
+    goal = out["goals"][0]
+    best = max(r["samples_per_s"] for r in out["rows"] if r["optimise"] and r["mode"] == "train_step")
+    assert goal["best"] == best and goal["met"] == (best >= 600.0)
+    spiking = out["spiking"][0]
+    assert spiking["copies"] == 64 and spiking["sim_s_per_wall_s"] > 0
+    assert spiking["sim_s_per_wall_s"] * 64 / 0.15 == pytest.approx(spiking["samples_per_s"], rel=1e-9)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["results"]["equivalence_error"] == out["equivalence_error"] if "results" in saved else True
