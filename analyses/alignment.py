@@ -1,7 +1,8 @@
 r"""Alignment over training: does the feedback come to carry backprop's signal, and in which subspace?
 
 Four measurements, taken every ``record_every`` steps on the training set
-(:mod:`bioplastic.metrics`), for every feedback pathway, the one from the output error included:
+(:mod:`bioplastic.metrics`; from the runs' weight snapshots), for every feedback pathway, the one
+from the output error included:
 
 * the alignment angle between each pathway's feedback B_l (n_{l-1}, n_l) and the transport it
   replaces, :math:`\theta_l = \angle(B_l, W_l^\top)` (fa, kp, and ldfa with B_l = Q_l P_l; 90 degrees:
@@ -52,8 +53,16 @@ oja_centred 78.9. With kp's decay (0.03) instead of ``ldfa_decay``, local, oja a
 collapse (57, 59, 48 %), and oja's hidden P shrinks to row norms 0.37-0.59 (seed 0): the decay then outweighs
 the small raw error covariance (top eigenvalue ~0.03), while oja_centred's scaled one stays ~1.
 
+Training is one study (``studies/alignment.toml`` is the default's; its runs in ``OUT/study/runs``):
+batches without the short last one (``[training] drop_last``) and every weight saved every
+``record_every`` steps and after the last (``[record] weights_every_steps``); the measurements are
+then taken on those snapshots and the training set, as functions of the weights. This gives the
+numbers of the training loop it replaced bit for bit (``--quick``: every number of results.json
+identical; same initial weights, batch order, steps); the numbers above were measured with that loop.
+
 Run: ``bioplastic analysis alignment [--rank=3 --epochs=20 ...]`` (``--quick`` for a small check,
-``--help`` for every setting).
+``--help`` for every setting; ``--resume=true`` continues the study in OUT/study, e.g. one run by
+``bioplastic run studies/alignment.toml --out results/alignment/study``).
 """
 
 from __future__ import annotations
@@ -61,17 +70,23 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import NonNegativeInt, PositiveInt
 
-import bioplastic
-import circuits
 from bioplastic import experiment, metrics, rules
 from bioplastic.circuit.keys import key as weight_key
 from bioplastic.experiment.cmdline import parse_command_line
 from bioplastic.experiment.progress import Progress
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # run as a file: the helpers beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _claims  # noqa: E402
+
+#: The study's description: this file's first line.
+DESCRIPTION = __doc__.split("\n", 1)[0]
 
 #: Condition name -> (rule, subspace); ``bp`` is the reference (angle 0 by construction).
 CONDITIONS = {"bp": ("bp", None), "fa": ("fa", None), "kp": ("kp", None),
@@ -108,11 +123,13 @@ class Config:
     record_every: PositiveInt = 20  # steps between measurements (42 steps per epoch on digits)
     seeds: tuple[NonNegativeInt, ...] = (0, 1, 2)  # each seed: initial weights and batch order
     random_draws: PositiveInt = 500  # Monte Carlo draws for the random-subspace angle
+    jobs: NonNegativeInt = 0       # worker processes of the study; 0: one per core
     out: str = "results/alignment"
+    resume: bool = False           # continue an interrupted run from the study in OUT/study/
 
 
-#: ``--quick``: one seed, two epochs.
-QUICK = {"seeds": (0,), "epochs": 2}
+#: ``--quick``: one seed, two epochs, in this process.
+QUICK = {"seeds": (0,), "epochs": 2, "jobs": 1}
 
 
 def check(cfg: Config) -> None:
@@ -184,54 +201,63 @@ def measure(weights: dict, rule_name: str, rule, act: str, x: np.ndarray, y: np.
 
 
 # --------------------------------------------------------------------------------------------------
-# Training with measurements
+# Training (one study), then the measurements on its weight snapshots
 # --------------------------------------------------------------------------------------------------
 
-def run_one(cfg: Config, name: str, seed: int, dataset) -> dict:
-    """Train condition ``name`` for one seed, measuring every ``record_every`` steps."""
+def condition_settings(cfg: Config, name: str) -> dict:
+    """The dotted study keys of condition ``name``: its rule, subspace rule and rank, and its decay."""
     rule_name, subspace = CONDITIONS[name]
-    kw = {"rank": cfg.rank, "subspace": subspace} if rule_name == "ldfa" else {}
-    circuit = circuits.mlp(list(cfg.sizes), rule=rule_name, activation=cfg.activation, lr=cfg.lr,
-                           feedback_lr=cfg.feedback_lr, decay=getattr(cfg, DECAYED[name]) if name in DECAYED else 0.0,
-                           seed=seed, **kw)
-    runner = bioplastic.build(circuit)
+    out: dict = {"feedback.rule": rule_name}
+    if rule_name == "ldfa":
+        out.update({"feedback.subspace": subspace, "feedback.rank": cfg.rank})
+    if name in DECAYED:
+        out["optimizer.decay"] = getattr(cfg, DECAYED[name])
+    return out
+
+
+def study(cfg: Config) -> dict:
+    """Every condition for every seed as a study mapping (``studies/alignment.toml`` is the
+    default's): the digits, the MLP of ``sizes``, batches without the short last one
+    (``drop_last``), and the weights saved every ``record_every`` steps (``weights_every_steps``),
+    from which :func:`measure_run` takes the measurements."""
+    grids = [{k: [v] for k, v in condition_settings(cfg, name).items()} for name in cfg.conditions]
+    return {"name": "alignment", "description": DESCRIPTION, "seeds": [int(s) for s in cfg.seeds],
+            "task": {"name": "digits"},
+            "circuit": {"hidden": list(cfg.sizes[1:-1]), "activation": cfg.activation},
+            "optimizer": {"lr": cfg.lr, "feedback_lr": cfg.feedback_lr},
+            "training": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "drop_last": True},
+            "record": {"weights_every_steps": cfg.record_every},
+            "backend": {"name": "reference"},
+            "grid": _claims._merge_grids(grids)}
+
+
+def condition_of(run: dict) -> str:
+    """The condition (a key of :data:`CONDITIONS`) a resolved run trains."""
+    found = [n for n, (rule, sub) in CONDITIONS.items()
+             if run["feedback"]["rule"] == rule and run["feedback"]["subspace"] == sub]
+    if len(found) != 1:
+        raise ValueError(f"run {run['run_id']} is none of the conditions {', '.join(CONDITIONS)}")
+    return found[0]
+
+
+def measure_run(folder, rule_name: str, subspace: str | None, act: str, x: np.ndarray, y: np.ndarray) -> dict:
+    """The measurements (:func:`measure`) of every weight snapshot of one run folder, as series over
+    steps."""
+    from bioplastic.experiment.run import load_snapshot, step_snapshots
+
     rule = rules.get_rule(rule_name, subspace)
-    experiment.seed_everything(seed)
-    rng = np.random.default_rng(seed)
-    x, y = dataset.x_train, dataset.y_train
     series: dict = {"step": [], "loss": [], "angle": {}, "optimum_angle": {},
                     "principal_angles": {}, "capture": {}, "capture_centred": {},
                     "participation_ratio": {}}
-
-    def record(step: int) -> None:
-        m = measure(runner.get_weights(), rule_name, rule, cfg.activation, x, y)
+    for step, path in step_snapshots(folder).items():
+        m = measure(load_snapshot(path), rule_name, rule, act, x, y)
         series["step"].append(step)
         series["loss"].append(m["loss"])
         for key in ("angle", "optimum_angle", "principal_angles", "capture", "capture_centred",
                     "participation_ratio"):
             for l, v in m[key].items():
                 series[key].setdefault(l, []).append(v)
-
-    step, diverged = 0, False
-    record(0)
-    with np.errstate(over="ignore", invalid="ignore"):
-        for _ in range(cfg.epochs):
-            # drop_last: digits' 1347 samples leave a final batch of 3, whose full-size step
-            # visibly jolted the error statistics measured right after it
-            for xb, yb in dataset.batches(cfg.batch_size, rng, drop_last=True):
-                loss = runner.train_step(xb, yb)
-                step += 1
-                if not np.isfinite(loss):
-                    diverged = True
-                    break
-                if step % cfg.record_every == 0:
-                    record(step)
-            if diverged:
-                break
-    if not diverged and series["step"][-1] != step:
-        record(step)
-    _, acc = experiment.evaluate(runner, dataset.x_test, dataset.y_test, dataset.labels_test)
-    return dict(series, seed=seed, diverged=diverged, test_accuracy=None if diverged else acc)
+    return series
 
 
 def _mean_sd(curves: list) -> dict:
@@ -267,37 +293,51 @@ def summarize(runs: list) -> dict:
 
 
 def run(cfg: Config, progress: bool = True) -> dict:
-    """Train every condition for every seed with measurements; no plotting. ``progress``: a bar
-    on stderr."""
-    from bioplastic.data import load_digits
+    """Train every condition for every seed (one study, its runs in ``OUT/study/runs``), then
+    measure every run's weight snapshots; no plotting. ``progress``: a bar on stderr."""
+    from bioplastic.experiment.launch import run_study
+    from bioplastic.experiment.run import load_task, run_folder
+    from bioplastic.experiment.study import RunConfig, study_from_mapping
 
     check(cfg)
-    dataset = load_digits()
+    t0 = time.perf_counter()
+    loaded = study_from_mapping(study(cfg))
+    dataset = load_task(RunConfig.model_validate(loaded.runs[0]).task)
     if dataset.n_in != cfg.sizes[0] or dataset.n_classes != cfg.sizes[-1]:
         raise ValueError(f"sizes {cfg.sizes} do not fit digits: the first must be {dataset.n_in} "
                          f"and the last {dataset.n_classes}")
     L = len(cfg.sizes) - 1
-    t0 = time.perf_counter()
-    conds = {}
-    bar = Progress(len(cfg.conditions) * len(cfg.seeds), desc="alignment", enabled=progress)
-    bar.write(f"alignment on digits: MLP {'-'.join(map(str, cfg.sizes))} {cfg.activation}, rank "
+    jobs = _claims.jobs_for(cfg.jobs, len(loaded.runs))
+    folder = Path(cfg.out) / "study"
+    header = (f"alignment on digits: MLP {'-'.join(map(str, cfg.sizes))} {cfg.activation}, rank "
               f"{cfg.rank}, {len(cfg.conditions)} conditions x {len(cfg.seeds)} seeds x {cfg.epochs} "
-              f"epochs")
+              f"epochs, {jobs} process{'es' if jobs > 1 else ''}")
+    outcome = run_study(loaded, folder, resume=cfg.resume, overwrite=not cfg.resume,
+                        executor="process" if jobs > 1 else "inprocess", jobs=jobs, progress=progress,
+                        header=header)
+    x, y = dataset.x_train, dataset.y_train
+    by_run = {(condition_of(r), r["seed"]): r["run_id"] for r in loaded.runs}
+    conds = {}
+    bar = Progress(len(cfg.conditions) * len(cfg.seeds), desc="measuring", enabled=progress)
     with bar, experiment.single_threaded():
         for name in cfg.conditions:
+            rule, subspace = CONDITIONS[name]
             runs = []
             for seed in cfg.seeds:
-                t1 = time.perf_counter()
-                runs.append(run_one(cfg, name, seed, dataset))
+                run_id = by_run[name, seed]
+                result = outcome.results[run_id]
+                if result["state"] not in ("finished", "diverged"):
+                    raise RuntimeError(f"run {run_id} {result['state']}: {result.get('error')}")
+                diverged = result["state"] == "diverged"
+                series = measure_run(run_folder(folder, run_id), rule, subspace, cfg.activation, x, y)
+                runs.append(dict(series, seed=seed, run_id=run_id, diverged=diverged,
+                                 test_accuracy=None if diverged else result["metrics"]["test_accuracy"]))
                 last = runs[-1]
                 angles = " ".join(f"B{l} {v[-1]:.1f}" for l, v in last["angle"].items())
-                acc = "diverged" if last["diverged"] else f"{last['test_accuracy']:.3f}"
+                acc = "diverged" if diverged else f"{last['test_accuracy']:.3f}"
                 bar.update(1, f"{name} s{seed}")
-                bar.write(f"  {name:<15} seed {seed}: angle to W^T (deg) {angles or '-'}; test acc "
-                          f"{acc}  ({time.perf_counter() - t1:.1f} s)")
-            rule, subspace = CONDITIONS[name]
-            conds[name] = {"rule": rule, "subspace": subspace, "runs": runs,
-                           "summary": summarize(runs)}
+                bar.write(f"  {name:<15} seed {seed}: angle to W^T (deg) {angles or '-'}; test acc {acc}")
+            conds[name] = {"rule": rule, "subspace": subspace, "runs": runs, "summary": summarize(runs)}
     steps = min((c["runs"][0]["step"] for c in conds.values()), key=len)
     ranks = {str(l): min(cfg.rank, cfg.sizes[l - 1], cfg.sizes[l]) for l in range(2, L + 1)}
     chance = {l: random_subspace_angle(cfg.sizes[int(l)], r, cfg.random_draws, seed=int(l))
@@ -305,7 +345,7 @@ def run(cfg: Config, progress: bool = True) -> dict:
     steps_per_epoch = dataset.x_train.shape[0] // cfg.batch_size
     return {"sizes": list(cfg.sizes), "steps": steps, "steps_per_epoch": steps_per_epoch,
             "ranks": ranks, "random_subspace_angle": chance, "task_dim": cfg.sizes[-1],
-            "conditions": conds, "total_time": time.perf_counter() - t0}
+            "conditions": conds, "jobs": jobs, "total_time": time.perf_counter() - t0}
 
 
 # --------------------------------------------------------------------------------------------------

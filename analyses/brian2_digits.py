@@ -1,22 +1,52 @@
 """The Brian2 ldfa circuit learns the digits like the abstract rule it implements.
 
-Trains the 64-100-10 ldfa circuit (r = 4, synapse-local subspace rule) on scikit-learn's bundled
-digits with the Brian2 backend and, from the same initial weights and on the same batches, with the
-reference backend; records per epoch the test accuracy and training loss of both, how far their
-weights have drifted apart, and the Brian2 throughput. Two pictures of the mechanism go with it:
-the one-step distance to the abstract rule as the presentation (settle time) grows, and the activity
-of every population over two presentations (with the circuit graph, the bottleneck r wide).
+Trains the 64-100-10 ldfa circuit (r = 4, synapse-local subspace rule; the low-dimensional error
+feedback of arXiv 2502.20580) on scikit-learn's bundled digits with the Brian2 backend and, from the
+same initial weights and on the same batches, with the reference backend; records per epoch the
+test accuracy and training loss of both, how far their weights have drifted apart, and the Brian2
+throughput. Two pictures of the mechanism go with it: the one-step distance to the abstract rule as
+the presentation (settle time) grows, and the activity of every population over two presentations
+(with the circuit graph, the bottleneck r wide).
+
+The two training runs are one study (``bioplastic.experiment``; ``studies/brian2_digits.toml`` is
+the default's): a grid over ``backend.name`` = brian2 (with its ``device`` and ``target`` in
+``backend.options``) and reference, one seed, so both runs draw the same initial weights (the
+circuit builder's seed) and the same batch order (the run's data generator); ``[record]
+weights_every = 1`` keeps both runs' weights after every epoch, from which the drift is computed.
+The runs stay in ``OUT/study/runs/<run_id>/`` (``--resume=true`` continues an interrupted study).
+Throughput is what the study records: ``metrics.jsonl``'s ``time``, the seconds spent in training
+steps up to each epoch's end (evaluation excluded), so samples/s = training samples / that epoch's
+seconds. The study's loop calls ``train_step`` once per batch (one Brian2 run each, wall time with
+Python, the schedule's refill and, on ``cpp_standalone``, the program's start and the first call's
+compilation included), where this analysis used to simulate a whole epoch in one Brian2 run and
+report Brian2's own simulation-time rate: the samples/s are lower than before, and no compilation
+time is reported apart (``compile_s`` is None).
+
+Numbers: ``--quick`` (one epoch, runtime/numpy) through the study against the same command before
+it trained through the study: the reference run is identical (test accuracy 0.3622, loss
+0.46919038): the study's batch order for epoch 1, ``default_rng(seed).permutation``, is the one this
+analysis drew, and the builder's seed the same initial weights. Brian2: the same test accuracy
+(0.3622), loss 0.46919058 instead of 0.46919064, weights 1.6e-4 instead of 3.6e-5 apart from the
+reference's (the largest in b1; 1e-6 to 8e-5 in the other matrices), 213-263 (two runs) instead of
+470 samples/s on 2 busy cores: the study's loop runs one Brian2 simulation per batch, each from the
+circuit's fresh resting state, where the analysis ran the whole epoch's presentations one after
+another in one simulation (``train_epoch``); the study's Brian2 weights equal those of a loop of
+``train_step`` over the same batches bit for bit (checked). From epoch 2 on the study's data
+generator continues where the analysis drew ``default_rng(seed + epoch)`` afresh, so longer runs see
+other batches than before (the default's ~87% test accuracy for both backends was measured with the
+old loop).
 
 Run: ``bioplastic analysis brian2_digits [--epochs=5 --device=runtime --target=cython ...]``
 (``--quick``: one epoch on Brian2's numpy target, no compiler needed; ``--help``: every setting).
 Writes ``results/brian2_digits/{config.json, results.json, brian2_digits.png, activity.png,
-circuit.png}``.
+circuit.png}`` and the study in ``results/brian2_digits/study/``.
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -43,17 +73,19 @@ class Config:
     sweep_steps: tuple[PositiveInt, ...] = (4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 48)  # settle
                                       # times (in dt) swept
     sweep_batch: PositiveInt = 32     # batch of the settle sweep
-    seed: int = 0
+    seed: int = 0                     # initial weights and batch order, the same for both backends
     out: str = "results/brian2_digits"
+    resume: bool = False              # continue an interrupted run from the study in OUT/study/
 
 
 #: ``--quick`` (also ``bioplastic demo --brian2 --quick``): no compiler needed, Brian2's numpy
 #: target, one epoch, a two-point settle sweep.
 QUICK = {"epochs": 1, "device": "runtime", "target": "numpy", "sweep_steps": (8, 40)}
 
-
-def _accuracy(runner, ds) -> float:
-    return float(np.mean(runner.predict(ds.x_test).argmax(1) == ds.labels_test))
+#: The study's description: this file's first line.
+DESCRIPTION = __doc__.split("\n", 1)[0]
+#: The backends the study compares, the circuit's first.
+BACKENDS = ("brian2", "reference")
 
 
 def _circuit(cfg: Config):
@@ -81,34 +113,81 @@ def settle_sweep(cfg: Config, x, y) -> dict:
                 dt_s=default.dt, tau_s=default.options.tau)
 
 
+def study(cfg: Config) -> dict:
+    """The training runs as a study mapping (``studies/brian2_digits.toml`` is the default's): the
+    circuit of :func:`_circuit` on the digits, once on Brian2 (``device``, ``target``) and once on
+    the reference backend, with one seed; weights kept after every epoch."""
+    return {"name": "brian2_digits", "description": DESCRIPTION, "seeds": [cfg.seed],
+            "task": {"name": "digits"},
+            # circuits.mlp's own default nonlinearity, as _circuit builds it
+            "circuit": {"hidden": [cfg.hidden], "activation": "tanh"},
+            "feedback": {"rule": "ldfa", "subspace": cfg.subspace, "rank": cfg.rank},
+            "optimizer": {"lr": cfg.lr},
+            "training": {"epochs": cfg.epochs, "batch_size": cfg.batch_size},
+            "record": {"weights_every": 1},
+            "grid": [{"backend.name": ["brian2"],
+                      "backend.options": [{"device": cfg.device, "target": cfg.target}]},
+                     {"backend.name": ["reference"]}]}
+
+
+def train(cfg: Config, progress: bool = True) -> dict:
+    """Run the study of :func:`study` in ``OUT/study`` (resumed with ``cfg.resume``); backend name
+    -> ``{"run_id", "folder", "metrics"}`` (metrics: one dict per epoch, epoch 0 first)."""
+    from bioplastic.experiment.launch import run_study
+    from bioplastic.experiment.run import read_metrics, run_folder
+    from bioplastic.experiment.study import study_from_mapping
+
+    loaded = study_from_mapping(study(cfg), name="brian2_digits")
+    out = Path(cfg.out) / "study"
+    outcome = run_study(loaded, out, resume=cfg.resume, overwrite=not cfg.resume, executor="inprocess",
+                        jobs=1, progress=progress,
+                        header=f"brian2_digits: 64-{cfg.hidden}-10 ldfa r={cfg.rank} on brian2 "
+                               f"({cfg.device}/{cfg.target}) and reference, {cfg.epochs} epochs")
+    runs = {}
+    for run in loaded.runs:
+        result = outcome.results[run["run_id"]]
+        if result["state"] != "finished":
+            raise RuntimeError(f"the {run['backend']['name']} run ({out}/runs/{run['run_id']}) "
+                               f"{result['state']}: {result['error']}")
+        folder = run_folder(out, run["run_id"])
+        runs[run["backend"]["name"]] = {"run_id": run["run_id"], "folder": folder,
+                                        "metrics": read_metrics(folder)}
+    return runs
+
+
+def weight_drift(folder_a: Path, folder_b: Path, epoch: int) -> float:
+    """max over weight matrices k of ||W_a - W_b||_F / ||W_b||_F (||W_a - W_b||_F where W_b = 0: the
+    biases at epoch 0), from the two runs' ``snapshots/weights_EPOCH.npz``."""
+    from bioplastic.experiment.run import SNAPSHOTS
+
+    with np.load(folder_a / SNAPSHOTS / f"weights_{epoch:04d}.npz") as a, \
+            np.load(folder_b / SNAPSHOTS / f"weights_{epoch:04d}.npz") as b:
+        if set(a.files) != set(b.files):
+            raise ValueError(f"the runs keep different weights: {sorted(a.files)} vs {sorted(b.files)}")
+        return max(float(np.linalg.norm(a[k] - b[k]) / (np.linalg.norm(b[k]) or 1.0)) for k in b.files)
+
+
 def run(cfg: Config, progress: bool = True) -> dict:
-    """Train both backends, sweep the settle time, record one presentation; no plotting.
-    ``progress``: a bar on stderr, a step per epoch and one for the settle sweep."""
+    """Train both backends (the study), sweep the settle time; no plotting. ``progress``: the
+    study's display, then a line per epoch and a bar for the settle sweep on stderr."""
     from bioplastic.data import load_digits
 
     ds = load_digits()
-    circuit = _circuit(cfg)
-    b2 = bioplastic.build(circuit, backend="brian2", device=cfg.device, target=cfg.target)
-    ref = bioplastic.build(circuit, backend="reference")
+    runs = train(cfg, progress)
+    b2, ref = (runs[name] for name in BACKENDS)
     history = []
-    bar = Progress(cfg.epochs + 1, desc="brian2_digits", enabled=progress)
-    for epoch in range(cfg.epochs):
-        order = np.random.default_rng(cfg.seed + epoch).permutation(len(ds.x_train))
-        xb, yb = ds.x_train[order], ds.y_train[order]
-        losses_b2 = b2.train_epoch(xb, yb, batch_size=cfg.batch_size)
-        timing = dict(b2.timing)
-        losses_ref = [ref.train_step(xb[s:s + cfg.batch_size], yb[s:s + cfg.batch_size])
-                      for s in range(0, len(xb), cfg.batch_size)]
-        wb, wr = b2.get_weights(), ref.get_weights()
-        drift = max(float(np.linalg.norm(wb[k] - wr[k]) / np.linalg.norm(wr[k])) for k in wr)
-        row = dict(epoch=epoch + 1, loss_brian2=float(np.mean(losses_b2)),
-                   loss_reference=float(np.mean(losses_ref)), acc_brian2=_accuracy(b2, ds),
-                   acc_reference=_accuracy(ref, ds), weight_drift=drift,
-                   samples_per_s=timing["samples_per_s"], epoch_wall_s=timing["wall_s"],
-                   compile_s=timing.get("compile_s"))
+    bar = Progress(1, desc="brian2_digits", enabled=progress)
+    for before, mb, mr in zip(b2["metrics"], b2["metrics"][1:], ref["metrics"][1:]):
+        epoch = mb["epoch"]
+        if mr["epoch"] != epoch:
+            raise ValueError(f"the runs' metrics differ in their epochs: {epoch} and {mr['epoch']}")
+        seconds = mb["time"] - before["time"]
+        drift = weight_drift(b2["folder"], ref["folder"], epoch)
+        row = dict(epoch=epoch, loss_brian2=mb["train_loss"], loss_reference=mr["train_loss"],
+                   acc_brian2=mb["test_accuracy"], acc_reference=mr["test_accuracy"], weight_drift=drift,
+                   samples_per_s=len(ds.x_train) / seconds, epoch_wall_s=seconds, compile_s=None)
         history.append(row)
-        bar.update(1, f"epoch {row['epoch']}")
-        bar.write(f"epoch {row['epoch']}: accuracy brian2 {row['acc_brian2']:.3f}, reference "
+        bar.write(f"epoch {epoch}: accuracy brian2 {row['acc_brian2']:.3f}, reference "
                   f"{row['acc_reference']:.3f}; weights {drift:.1e} apart; "
                   f"{row['samples_per_s']:.0f} samples/s")
     sweep = settle_sweep(cfg, ds.x_train[:cfg.sweep_batch], ds.y_train[:cfg.sweep_batch])
@@ -116,8 +195,14 @@ def run(cfg: Config, progress: bool = True) -> dict:
     bar.write("settle sweep: " + ", ".join(f"{r['steps']}: {r['max_error']:.1e}" for r in sweep["rows"]))
     bar.close()
     final = history[-1]
-    return dict(history=history, settle_sweep=sweep, settle_s=b2.settle, dt_s=b2.dt,
-                steps_per_presentation=b2.steps, device=cfg.device, target=cfg.target,
+    # the presentation the study's circuit ran with (building a runner builds no network)
+    b2_runner = bioplastic.build(_circuit(cfg), backend="brian2", device=cfg.device, target=cfg.target)
+    return dict(history=history, settle_sweep=sweep, settle_s=b2_runner.settle, dt_s=b2_runner.dt,
+                steps_per_presentation=b2_runner.steps, device=cfg.device, target=cfg.target,
+                initial_weight_drift=weight_drift(b2["folder"], ref["folder"], 0),
+                runs={name: {"run_id": r["run_id"], "folder": str(r["folder"])} for name, r in runs.items()},
+                timing=("samples_per_s, epoch_wall_s: from the study's metrics.jsonl time (seconds in "
+                        "training steps, one train_step per batch, compilation included)"),
                 final=dict(acc_brian2=final["acc_brian2"], acc_reference=final["acc_reference"],
                            gap_points=100 * abs(final["acc_brian2"] - final["acc_reference"]),
                            within_3_points=abs(final["acc_brian2"] - final["acc_reference"]) <= 0.03))

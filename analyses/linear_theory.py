@@ -6,10 +6,18 @@ S = U diag(5, 4, 3, 2.5, 2, 1.5, 1, 0.5) V^T from 500 Gaussian inputs, full batc
 Every mode strength sigma_hat_j = [U^T W2 W1 V]_jj / s_j is taken against this one SVD of S, for
 the simulation and the theory alike.
 
-* *Simulation*: the reference backend (:func:`bioplastic.build`), bp, fixed rank-r feedback and
-  normative rank-r feedback from small initial weights (``init_scale``). Normative factors start as
-  the truncated SVD of the scaled initial W2 (Q P = its best rank-r approximation, as the builder's
-  ``svd`` init and the authors' script do), not of the full-scale draw.
+* *Simulation*: one study (``studies/linear_theory.toml`` is the default's; runs in
+  ``OUT/study/runs``), on the reference backend: bp, fixed rank-r feedback and normative rank-r
+  feedback from small initial weights (``circuits.mlp``'s ``init_scale``), full-batch steps in the
+  stored order (task ``linear_teacher``, ``batch_size = samples``, ``shuffle = false``), the weights
+  saved every ``record_every`` steps (``weights_every_steps``); a metrics line (with the test loss
+  on ``test_samples`` fresh inputs, which this analysis does not read) every ``eval_every`` steps,
+  not every step: a metrics line (evaluation, a synced line, a status file, a log line) costs
+  ~20 ms, a step of this small network ~0.3 ms (measured; 40 000 steps of normative feedback: 39 s
+  in the loop this replaced, 45 s as a study run with its 801 snapshots, on 2 busy cores).
+  Normative factors start as the truncated SVD of the scaled initial W2 (Q P = its best rank-r
+  approximation, as the builder's ``svd`` init and the authors' script do), not of the full-scale
+  draw.
 * *Theory*: the reduced flow on the data's second-order statistics S and Sigma = X^T X / N
   (:func:`bioplastic.theory.linear_flow`; Sigma = I is the paper's whitened theory). On a full
   batch this is the simulation's own dynamics written in S and Sigma, so the two curves coincide
@@ -41,24 +49,33 @@ Beyond the top r the order is not always kept (r = 1 after 40 000 steps: modes 3
 0.35, 0.86). The rank limits how fast normative feedback learns, not how many modes: at every r the
 final state holds more than the rank-r optimum's r modes (2, 5, 6, 6, 6, 7, 8, 8 for r = 1..8).
 
+Training through the study gives the numbers of the loop it replaced bit for bit (``--quick``:
+every number of results.json identical); the numbers above were measured with that loop.
+
 Run: ``bioplastic analysis linear_theory [--steps=20000 ...]`` (``--quick`` for a small check,
-``--help`` for every setting).
+``--help`` for every setting; ``--resume=true`` continues the study in OUT/study, e.g. one run by
+``bioplastic run studies/linear_theory.toml --out results/linear_theory/study``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
-from pydantic import PositiveFloat, PositiveInt
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 
 import bioplastic
 import circuits
-from bioplastic import experiment, theory
+from bioplastic import data, experiment, theory
 from bioplastic.experiment.cmdline import parse_command_line
 from bioplastic.experiment.progress import Progress
+
+#: The study's description: this file's first paragraph.
+DESCRIPTION = " ".join(__doc__.split("\n\n", 1)[0].split())
 
 
 @dataclass(frozen=True)
@@ -80,22 +97,26 @@ class Config:
     learnt: float = 0.9      # a mode counts as learnt once sigma_hat_j reaches this
     early_step: PositiveInt = 1000  # the sweep's snapshot of normative feedback before its final
                              # state: at 1000 steps it holds the top r modes and little else
-    seed: int = 0
+    seed: NonNegativeInt = 0
+    test_samples: PositiveInt = 100  # the runs' test set: fresh inputs drawn after the training
+                             # ones (the study's test loss; the analysis reads only the weights)
+    eval_every: PositiveInt = 1000  # steps (= full-batch epochs) between the runs' metrics lines:
+                             # one per step would cost ~65x the step itself (20 ms against 0.3 ms)
+    jobs: NonNegativeInt = 0  # worker processes of the study; 0: one per core
     out: str = "results/linear_theory"
+    resume: bool = False     # continue an interrupted run from the study in OUT/study/
 
 
-#: ``--quick``: a thousand steps.
-QUICK = {"steps": 1000, "record_every": 100}
+#: ``--quick``: a thousand steps, in this process.
+QUICK = {"steps": 1000, "record_every": 100, "jobs": 1}
 
 TITLES = {"bp": "backprop", "fixed": "fixed rank-{r} feedback", "normative": "normative rank-{r} feedback"}
 
 
-def _teacher(cfg: Config) -> np.ndarray:
-    rng = np.random.default_rng(cfg.seed)
-    m = len(cfg.singular_values)
-    U, _ = np.linalg.qr(rng.normal(size=(m, m)))
-    V, _ = np.linalg.qr(rng.normal(size=(cfg.n_in, cfg.n_in)))
-    return (U * np.asarray(cfg.singular_values)) @ V[:, :m].T
+def teacher_task(cfg: Config) -> data.LinearTeacher:
+    """The teacher S = U diag(s) V^T and the 500 training inputs, as the study's ``linear_teacher``
+    task draws them (:func:`bioplastic.data.linear_teacher`)."""
+    return data.linear_teacher(cfg.n_in, cfg.singular_values, cfg.samples, cfg.test_samples, seed=cfg.seed)
 
 
 def check(cfg: Config) -> None:
@@ -107,23 +128,90 @@ def check(cfg: Config) -> None:
     if bad:
         raise ValueError(f"rank and sweep_ranks must be <= min(m = {m}, n_hidden = {cfg.n_hidden}); "
                          f"got {bad}")
-    if cfg.samples < cfg.n_in:
-        raise ValueError(f"samples must be >= n_in = {cfg.n_in} (to whiten); got {cfg.samples}")
+    if cfg.samples <= cfg.n_in:
+        raise ValueError(f"samples must be > n_in = {cfg.n_in} (to whiten centred inputs); got {cfg.samples}")
 
 
 def initial_weights(cfg: Config, subspace: str, rank: int) -> dict:
     """Initial weights of one condition: the circuit's draw, W scaled by ``init_scale``; for
-    normative feedback Q, P by sqrt(init_scale), the truncated SVD of the scaled W2^T."""
+    normative feedback Q, P by sqrt(init_scale), the truncated SVD of the scaled W2^T (the builder's
+    ``init_scale``)."""
     rule = "bp" if subspace == "bp" else "ldfa"
     circuit = circuits.mlp([cfg.n_in, cfg.n_hidden, len(cfg.singular_values)], rule=rule,
                            rank=None if rule == "bp" else rank, subspace="local" if rule == "bp" else subspace,
                            activation="linear", bias=False, lr=cfg.lr, feedback_lr=cfg.feedback_lr,
-                           seed=cfg.seed)
-    w = bioplastic.initial_weights(circuit)
-    w["W1"], w["W2"] = cfg.init_scale * w["W1"], cfg.init_scale * w["W2"]
-    if subspace == "normative":
-        w["P2"], w["Q2"] = np.sqrt(cfg.init_scale) * w["P2"], np.sqrt(cfg.init_scale) * w["Q2"]
-    return {"circuit": circuit, "weights": w}
+                           seed=cfg.seed, init_scale=cfg.init_scale)
+    return {"circuit": circuit, "weights": bioplastic.initial_weights(circuit)}
+
+
+#: The simulated runs: name -> (dotted study keys). ``whitened_fixed``: fixed feedback on exactly
+#: whitened inputs (X^T X / N = I), where the whitened fixed-point formula is exact.
+def run_settings(cfg: Config) -> dict[str, dict]:
+    """The dotted study keys of each simulated run."""
+    ldfa = {"feedback.rule": "ldfa", "feedback.rank": cfg.rank}
+    return {"bp": {"feedback.rule": "bp"},
+            "fixed": {**ldfa, "feedback.subspace": "fixed"},
+            "normative": {**ldfa, "feedback.subspace": "normative"},
+            "whitened_fixed": {"task.whiten": True, **ldfa, "feedback.subspace": "fixed"}}
+
+
+def study(cfg: Config) -> dict:
+    """The simulations as a study mapping (``studies/linear_theory.toml`` is the default's): the
+    10-16-8 linear network, small initial weights (``init_scale``), full-batch steps in the stored
+    order, the weights saved every ``record_every`` steps; bp, fixed and normative feedback at rank
+    r, and fixed feedback on whitened inputs."""
+    settings = run_settings(cfg)
+    grids = [{"feedback.rule": ["bp"]},
+             {"feedback.rule": ["ldfa"], "feedback.subspace": ["fixed", "normative"], "feedback.rank": [cfg.rank]},
+             {k: [v] for k, v in settings["whitened_fixed"].items()}]
+    return {"name": "linear_theory", "description": DESCRIPTION, "seeds": [int(cfg.seed)],
+            "task": {"name": "linear_teacher", "n_in": cfg.n_in,
+                     "singular_values": [float(v) for v in cfg.singular_values], "whiten": False,
+                     "samples": cfg.samples, "test_samples": cfg.test_samples, "seed": int(cfg.seed)},
+            "circuit": {"hidden": [cfg.n_hidden], "activation": "linear",
+                        "options": {"bias": False, "init_scale": cfg.init_scale}},
+            "optimizer": {"lr": cfg.lr, "feedback_lr": cfg.feedback_lr},
+            "training": {"epochs": cfg.steps, "batch_size": cfg.samples, "shuffle": False,
+                         "eval_every": cfg.eval_every, "checkpoint_every": 10 * cfg.eval_every},
+            "record": {"weights_every_steps": cfg.record_every},
+            "backend": {"name": "reference"},
+            "grid": grids}
+
+
+def train_study(cfg: Config, progress: bool = True) -> dict[str, dict]:
+    """Run the study (its runs in ``OUT/study/runs``); per simulated run, its weights by step (the
+    snapshots at multiples of ``record_every``)."""
+    from bioplastic.experiment.launch import run_study
+    from bioplastic.experiment.run import load_snapshot, run_folder, step_snapshots
+    from bioplastic.experiment.study import study_from_mapping
+
+    loaded = study_from_mapping(study(cfg))
+    jobs = max(1, min(cfg.jobs or (os.cpu_count() or 1), len(loaded.runs)))
+    folder = Path(cfg.out) / "study"
+    outcome = run_study(loaded, folder, resume=cfg.resume, overwrite=not cfg.resume,
+                        executor="process" if jobs > 1 else "inprocess", jobs=jobs, progress=progress,
+                        header=f"linear theory: {len(loaded.runs)} simulated runs x {cfg.steps} steps, "
+                               f"{jobs} process{'es' if jobs > 1 else ''}")
+    out = {}
+    for name, keys in run_settings(cfg).items():
+        found = [r for r in loaded.runs if all(_dotted(r, k) == v for k, v in keys.items())
+                 and (name == "whitened_fixed" or not _dotted(r, "task.whiten"))]
+        if len(found) != 1:
+            raise RuntimeError(f"simulated run {name} matches {len(found)} runs of the study")
+        run_id = found[0]["run_id"]
+        result = outcome.results[run_id]
+        if result["state"] != "finished":
+            raise RuntimeError(f"run {run_id} {result['state']}: {result.get('error')}")
+        snaps = step_snapshots(run_folder(folder, run_id))
+        out[name] = {step: load_snapshot(path) for step, path in snaps.items() if step % cfg.record_every == 0}
+    return out
+
+
+def _dotted(run: dict, key: str):
+    value = run
+    for part in key.split("."):
+        value = value[part]
+    return value
 
 
 def first_learnt(steps, modes, level: float) -> list:
@@ -137,27 +225,23 @@ def _relative(a, b) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-def simulate(cfg: Config, subspace: str, X, Y, S, sigma) -> dict:
-    """One condition on the reference backend, with its reduced flow alongside."""
-    start = initial_weights(cfg, subspace, cfg.rank)
-    runner = bioplastic.build(start["circuit"], weights=start["weights"])
-    w0 = runner.get_weights()
+def simulate(cfg: Config, subspace: str, snapshots: dict, S, sigma) -> dict:
+    """One condition's simulation (its weight snapshots from the study's run on the reference
+    backend), with its reduced flow alongside."""
+    steps = sorted(snapshots)
+    if steps != list(range(0, cfg.steps + 1, cfg.record_every)):
+        raise RuntimeError(f"the {subspace} run's snapshots are at steps {steps[:3]}...{steps[-3:]}, not every "
+                           f"{cfg.record_every} of {cfg.steps}")
+    w0 = snapshots[0]
     m = S.shape[0]
-    sim = []
-    for step in range(cfg.steps + 1):
-        if step % cfg.record_every == 0:
-            w = runner.get_weights()
-            sim.append(theory.mode_strengths(w["W2"] @ w["W1"], S))
-        if step < cfg.steps:
-            runner.train_step(X, Y)
+    sim = np.array([theory.mode_strengths(snapshots[t]["W2"] @ snapshots[t]["W1"], S) for t in steps])
     flow = theory.linear_flow(S, w0["W1"], w0["W2"], w0.get("P2", np.eye(m)[:cfg.rank]),
                               w0.get("Q2", np.zeros((cfg.n_hidden, cfg.rank))),
                               feedback="bp" if subspace == "bp" else subspace, lr=cfg.lr,
                               feedback_lr=cfg.feedback_lr, steps=cfg.steps,
                               record_every=cfg.record_every, input_covariance=sigma)
-    w = runner.get_weights()
+    w = snapshots[steps[-1]]
     W = w["W2"] @ w["W1"]
-    sim = np.array(sim)
     return {"W": W, "P0": w0.get("P2"), "steps": flow.steps, "simulation": sim, "theory": flow.modes,
             "max_gap_theory_simulation": float(np.abs(sim - flow.modes).max())}
 
@@ -197,21 +281,23 @@ def sweep(cfg: Config, S, sigma) -> dict:
 
 
 def run(cfg: Config, progress: bool = True) -> dict:
-    """Simulate and integrate the theory for bp, fixed and normative feedback, check the fixed point
-    on whitened inputs, and sweep the rank; no plotting. ``progress``: a bar on stderr."""
+    """Simulate bp, fixed and normative feedback (one study), integrate the theory alongside, check
+    the fixed point on whitened inputs, and sweep the rank; no plotting. ``progress``: a bar on
+    stderr."""
     check(cfg)
-    S = _teacher(cfg)
-    rng = np.random.default_rng(cfg.seed + 1)
-    X = rng.normal(size=(cfg.samples, cfg.n_in))
-    Y = X @ S.T
-    sigma = X.T @ X / cfg.samples  # what the simulation actually sees (not I)
+    task = teacher_task(cfg)
+    S = task.S
+    sigma = task.input_cov  # what the simulation actually sees (not I): X^T X / N
     out = {"S": S.tolist(), "input_covariance": sigma.tolist(), "conditions": {}}
+    t0 = time.perf_counter()
+    snapshots = train_study(cfg, progress)
+    out["study_seconds"] = time.perf_counter() - t0
     bar = Progress(5, desc="linear_theory", enabled=progress)
     bar.write(f"linear theory vs simulation: {cfg.steps} steps x 3 conditions, a whitened check and "
               f"a sweep over r = {list(cfg.sweep_ranks)}")
     for name in ("bp", "fixed", "normative"):
         t0 = time.perf_counter()
-        sim = simulate(cfg, name, X, Y, S, sigma)
+        sim = simulate(cfg, name, snapshots[name], S, sigma)
         W = sim["W"]
         entry = {"steps": sim["steps"].tolist(), "simulation": sim["simulation"].tolist(),
                  "theory": sim["theory"].tolist(),
@@ -232,20 +318,16 @@ def run(cfg: Config, progress: bool = True) -> dict:
             best = theory.rank_r_optimum(S, cfg.rank, sigma)
             entry["relative_distance_to_rank_r_optimum"] = _relative(W, best)
             entry["loss_ratio_to_rank_r_optimum"] = theory.loss(W, S, sigma) / theory.loss(best, S, sigma)
-        entry["seconds"] = time.perf_counter() - t0
+        entry["seconds"] = time.perf_counter() - t0  # the theory and the measures (training: study_seconds)
         out["conditions"][name] = entry
         bar.update(1, name)
         bar.write(f"  {name:9s} rel. error to teacher {entry['relative_error_to_teacher']:.3f}  "
                   f"({entry['seconds']:.1f} s)")
 
     # the same fixed feedback on exactly whitened inputs (X^T X / N = I), where the formula is exact
-    Xw, Yw = theory.whitened_teacher(S, cfg.samples, seed=cfg.seed + 1)
-    start = initial_weights(cfg, "fixed", cfg.rank)
-    runner = bioplastic.build(start["circuit"], weights=start["weights"])
-    for _ in range(cfg.steps):
-        runner.train_step(Xw, Yw)
-    w = runner.get_weights()
-    fp = theory.spurious_fixed_point(S, start["weights"]["P2"])
+    whitened = snapshots["whitened_fixed"]
+    w = whitened[max(whitened)]
+    fp = theory.spurious_fixed_point(S, whitened[0]["P2"])
     out["whitened_fixed"] = {"relative_distance_to_fixed_point": _relative(w["W2"] @ w["W1"], fp)}
     bar.update(1, "whitened")
     t0 = time.perf_counter()

@@ -64,7 +64,8 @@ def _ranks(rank, rule, sizes: list[int]) -> list[int]:
 def mlp(sizes: Sequence[int], rule: str = "ldfa", rank: int | Sequence[int] | None = None,
         subspace: str = "local", activation: str = "tanh", neuron: str = "rate",
         lr: float = 0.05, feedback_lr: float | None = None, decay: float = 0.0,
-        bias: bool = True, seed: int = 0, dale: bool = False, reciprocal: str = "read") -> Circuit:
+        bias: bool = True, seed: int = 0, dale: bool = False, reciprocal: str = "read",
+        init_scale: float = 1.0) -> Circuit:
     """A multilayer circuit ``sizes[0] -> ... -> sizes[-1]`` trained by ``rule``.
 
     Parameters
@@ -105,6 +106,12 @@ def mlp(sizes: Sequence[int], rule: str = "ldfa", rank: int | Sequence[int] | No
         with the factor's ``feedback_lr`` and ``decay``, converging to the transpose when decay > 0,
         as in Kolen-Pollack). See :mod:`bioplastic.rules.subspace`.
 
+    init_scale : float
+        Factor s > 0 on the initial forward weights W (small initial weights, as the linear theory
+        of arXiv 2502.20580 assumes); feedback factors initialised from W (the ``svd`` init of
+        ``local`` and ``normative``) are multiplied by sqrt(s), so that Q P stays the truncated SVD
+        of the scaled W^T; random feedback keeps its draw (:func:`bioplastic.circuit.init.initial_weights`).
+
     Returns
     -------
     bioplastic.Circuit
@@ -144,6 +151,9 @@ def mlp(sizes: Sequence[int], rule: str = "ldfa", rank: int | Sequence[int] | No
     seed = _as_int(seed)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise CircuitError(f"seed must be an int >= 0; got {seed!r}")
+    if not (isinstance(init_scale, numbers.Real) and not isinstance(init_scale, bool)
+            and math.isfinite(init_scale) and init_scale > 0):
+        raise CircuitError(f"init_scale must be a finite number > 0; got {init_scale!r}")
 
     L = len(sizes) - 1
     d = sizes[-1]
@@ -162,5 +172,6 @@ def mlp(sizes: Sequence[int], rule: str = "ldfa", rank: int | Sequence[int] | No
     circuit = Circuit.from_records(
         pops + fb_pops, projs + fb_projs, rule=rule, subspace=subspace if low_rank else None,
         lr=float(lr), feedback_lr=float(feedback_lr), decay=float(decay), seed=int(seed),
-        **({"dale": True} if dale else {}), **({"reciprocal": reciprocal} if reciprocal != "read" else {}))
+        **({"dale": True} if dale else {}), **({"reciprocal": reciprocal} if reciprocal != "read" else {}),
+        **({"init_scale": float(init_scale)} if init_scale != 1.0 else {}))
     return circuit.validate()

@@ -7,12 +7,11 @@ computation from the initial weights (closed forms, plain numpy forward passes).
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import numpy as np
 import pytest
+from helpers import load_analysis
 
 import bioplastic
 import circuits
@@ -28,14 +27,7 @@ def run_analysis(name: str, out, *options: str) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
-def load(name: str):
-    """The module of analyses/NAME.py, loaded by path as the CLI does."""
-    path = cli.analyses_dir() / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"test_analysis_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+load = load_analysis  # analyses/NAME.py, loaded by path as the CLI does
 
 
 def pngs(out) -> list[str]:
@@ -119,7 +111,7 @@ def test_accuracy_vs_rank_rejects_bad_options():
 
 def test_alignment(tmp_path):
     r, sizes = 3, [64, 64, 64, 10]
-    res = run_analysis("alignment", tmp_path, "--epochs=3", "--seeds=0", "--record_every=21",
+    res = run_analysis("alignment", tmp_path, "--epochs=3", "--seeds=0", "--record_every=21", "--jobs=1",
                        '--conditions=["bp","fa","kp","ldfa-normative","ldfa-oja","ldfa-oja_centred"]')
     assert pngs(tmp_path) == ["alignment_angle.png", "error_dimension.png", "subspace_angle.png",
                               "subspace_capture.png"]
@@ -190,7 +182,7 @@ def test_alignment(tmp_path):
 # --------------------------------------------------------------------------------------------------
 
 def test_linear_theory(tmp_path):
-    res = run_analysis("linear_theory", tmp_path, "--steps=400", "--record_every=50")
+    res = run_analysis("linear_theory", tmp_path, "--steps=400", "--record_every=50", "--jobs=1")
     assert pngs(tmp_path) == ["mode_strengths.png", "modes_vs_rank.png"]
     conds = res["conditions"]
     assert conds["bp"]["steps"] == [0, 50, 100, 150, 200, 250, 300, 350, 400]

@@ -9,12 +9,12 @@ the central claim as it was measured.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 
 import numpy as np
 import pytest
+from helpers import load_analysis
 
 from bioplastic import cli
 from bioplastic.experiment import to_jsonable
@@ -22,14 +22,7 @@ from bioplastic.experiment import to_jsonable
 NAMES = ("rank_vs_task_dim", "width_vs_rank", "qp_ablation", "direct_low_rank")
 
 
-def load(name: str):
-    """analyses/NAME.py loaded by path under a private name, as ``bioplastic analysis`` does."""
-    path = cli.analyses_dir() / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"test_claims_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+load = load_analysis  # analyses/NAME.py, loaded by path as the CLI does
 
 
 @pytest.fixture

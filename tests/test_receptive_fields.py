@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import load_analysis, train_by_hand
 
 from bioplastic import metrics
 
@@ -225,16 +226,7 @@ def test_maximisation_refuses_feedback_layers_and_bad_arguments(torch_mod):
 
 def analysis_module():
     """analyses/receptive_fields.py, loaded by path as the CLI does."""
-    import importlib.util
-
-    from bioplastic import cli
-
-    path = cli.analyses_dir() / "receptive_fields.py"
-    spec = importlib.util.spec_from_file_location("test_analysis_receptive_fields", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_analysis("receptive_fields")
 
 
 def check_results(results: dict, ranks: list[int], seeds: list[int]):
@@ -290,10 +282,96 @@ def test_ldfa_sits_on_the_first_vvs_layer_only(torch_mod):
     model = rf.build(cfg, 4, seed=0)
     feedback = [n for n, m in model.named_modules() if isinstance(m, FEEDBACK_TYPES)]
     assert feedback == ["vvs.0"]
-    assert model.vvs[0].rank == 4
+    assert model.vvs[0].rank == 4 and model.vvs[0].rule == "ldfa"
     assert model.retina[2].out_channels == 32  # the authors' 32 retina output channels
-    assert not any(isinstance(m, FEEDBACK_TYPES) for m in rf.build(cfg, None, 0).modules())
+    # bp: vvs.0 on the exact-backprop rule (native autograd), every other layer plain
+    bp = rf.build(cfg, None, 0)
+    assert [(n, m.rule) for n, m in bp.named_modules() if isinstance(m, FEEDBACK_TYPES)] == [("vvs.0", "bp")]
     assert all(type(m) is nn.Conv2d for m in model.retina if isinstance(m, nn.Conv2d))
+
+
+# --------------------------------------------------------------------------------------------------
+# The training is a study: the shipped file, the old protocol, resuming
+# --------------------------------------------------------------------------------------------------
+
+def test_shipped_study_file_is_the_default_analysis():
+    """studies/receptive_fields.toml holds the same runs as the analysis's default config."""
+    import tomllib
+
+    from bioplastic import cli
+    from bioplastic.experiment.study import load_study, study_from_mapping
+
+    rf = analysis_module()
+    shipped = load_study(cli.analyses_dir().parent / "studies" / "receptive_fields.toml", check=False)
+    mine = study_from_mapping(rf.study(rf.Config()), check=False)
+    strip = ("study", "import_path")
+    assert ([{k: v for k, v in r.items() if k not in strip} for r in shipped.runs]
+            == [{k: v for k, v in r.items() if k not in strip} for r in mine.runs])
+    assert len(shipped.runs) == 6 * 3
+    assert tomllib.loads(shipped.text)["name"] == "receptive_fields"
+
+
+TINY = dict(ranks=(2,), seeds=(0,), classes=2, n_train=4, n_test=2, epochs=2, channels=8, hidden=8,
+            vvs_depth=1, jobs=1)
+
+
+def hand_trained(torch, cfg, rank):
+    """The analysis's protocol written out, as its own loop trained before the study: Adam over
+    model.parameters() with coupled L2 decay, ExponentialLR stepped per epoch, cross-entropy on the
+    labels, ldfa on vvs.0 alone; the batch order of numpy's generator of the seed (the study's)."""
+    from torch import nn
+
+    from bioplastic import data
+    from bioplastic.torch import convert
+    from bioplastic.torch.models import RetinaVVS
+
+    seed = cfg.seeds[0]
+    ds = data.load_patches(d=cfg.classes, size=cfg.image_size, n_train=cfg.n_train, n_test=cfg.n_test,
+                           seed=cfg.data_seed)
+    torch.manual_seed(seed)
+    model = RetinaVVS(image_size=cfg.image_size, in_channels=1, bottleneck=cfg.bottleneck,
+                      vvs_depth=cfg.vvs_depth, channels=cfg.channels, hidden=cfg.hidden, n_classes=cfg.classes)
+    if rank is not None:
+        others = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and n != "vvs.0"]
+        model = convert(model, "ldfa", rank={"vvs.0": rank}, subspace=cfg.subspace, exclude=others,
+                        seed=seed, clip_rank=True)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.gamma)
+    return train_by_hand(model, ds, opt, sched, cfg.epochs, cfg.batch_size, seed)
+
+
+def test_study_trains_the_analysis_protocol_bit_for_bit(tmp_path, torch_mod):
+    """Each run's final weights (the snapshot the maximisation reads) equal those of the protocol
+    written out by hand, for bp and ldfa: the study format expresses it exactly."""
+    rf = analysis_module()
+    cfg = rf.Config(**TINY, out=str(tmp_path))
+    loaded, folder, results, _ = rf.train(cfg, progress=False)
+    assert {r["state"] for r in results.values()} == {"finished"}
+    for label, rank in (("bp", None), ("r2", 2)):
+        run = rf.find_run(loaded.runs, label, 0)
+        model, epoch = rf.model_of(run, folder)
+        assert epoch == cfg.epochs
+        trained, hand = model.state_dict(), hand_trained(torch_mod, cfg, rank).state_dict()
+        assert set(trained) == set(hand)
+        for key in hand:
+            np.testing.assert_array_equal(trained[key].numpy(), hand[key].numpy(), err_msg=f"{label} {key}")
+        untrained, zero = rf.model_of(run, folder, epoch=0)
+        assert zero == 0
+        assert all(torch_mod.equal(v, rf.build(cfg, rank, 0).state_dict()[k])
+                   for k, v in untrained.state_dict().items())
+
+
+def test_resume_keeps_finished_runs(tmp_path, torch_mod):
+    rf = analysis_module()
+    cfg = rf.Config(**{**TINY, "epochs": 1}, bp=False, out=str(tmp_path))
+    first = rf.run(cfg, progress=False)
+    metrics = sorted((tmp_path / "study" / "runs").glob("*/metrics.jsonl"))
+    stamps = [p.stat().st_mtime_ns for p in metrics]
+    again = rf.run(rf.Config(**{**TINY, "epochs": 1}, bp=False, out=str(tmp_path), resume=True), progress=False)
+    assert [p.stat().st_mtime_ns for p in metrics] == stamps  # not trained again
+    for key in ("centre_surround", "orientation", "test_accuracy"):
+        assert again["conditions"][0][key] == first["conditions"][0][key]
+    np.testing.assert_array_equal(again["fields"]["r2_seed0"], first["fields"]["r2_seed0"])
 
 
 def test_config_mistakes_name_the_problem():
@@ -318,3 +396,17 @@ def test_quick_mode_through_the_command_line(tmp_path):
     for name in ("receptive_fields_grid", "receptive_fields_indices"):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (out / f"{name}.svg").exists()
+
+
+def test_diverged_runs_count_as_diverged_and_still_plot(tmp_path, torch_mod):
+    """A learning rate of 1e6 overflows the loss in epoch 2: no accuracy, no index, a figure."""
+    rf = analysis_module()
+    cfg = rf.Config(**{**TINY, "lr": 1e6}, out=str(tmp_path))
+    results = rf.run(cfg, progress=False)
+    results.pop("fields")
+    assert [r["state"] for r in results["runs"]] == ["diverged", "diverged"]
+    assert [r["weights_epoch"] for r in results["runs"]] == [0, 0]  # the last snapshot before it
+    for e in results["conditions"]:
+        for key in ("centre_surround", "orientation", "test_accuracy"):
+            assert e[f"{key}_summary"] == {"mean": None, "sd": None, "n": 0, "diverged": 1}
+    assert len(rf.plot(results, cfg)) == 4

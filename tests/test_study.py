@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import interrupt_at_epoch
 
 from bioplastic import cli
 from bioplastic.experiment import io as bio_io
@@ -223,6 +224,9 @@ def test_run_ids_are_safe_file_names_and_short():
     assert make_run_id({"feedback.rule": "ldfa", "feedback.rank": 4}, 0) == "rule=ldfa,rank=4,seed=0"
     assert make_run_id({"task.root": "/data/x y"}, 1) == "root=_data_x_y,seed=1"
     assert make_run_id({"a.lr": 0.1, "b.lr": 0.2}, 0, {"a.lr": "a.lr", "b.lr": "b.lr"}) == "a.lr=0.1,b.lr=0.2,seed=0"
+    # a table value (backend options): its keys in order, readable
+    assert make_run_id({"backend.options": {"target": "numpy", "device": "runtime"}}, 0) == \
+        "options=device-runtime+target-numpy,seed=0"
     long = make_run_id({"circuit.hidden": list(range(100, 160))}, 0)
     assert len(long) == 96 and long[-9] == "~"
     assert long != make_run_id({"circuit.hidden": list(range(100, 161))}, 0)
@@ -522,14 +526,7 @@ def test_a_torch_model_with_adam_and_a_schedule_resumes_bit_identically(tmp_path
     run = load_study(path).runs[0]
     whole = execute(run, tmp_path / "whole")
     assert whole["state"] == "finished" and any(k.startswith("alignment_net.") for k in whole["metrics"])
-    real = run_mod.append_jsonl
-
-    def killed_in_epoch_3(target, line, **kw):
-        if line["epoch"] == 3:
-            raise KeyboardInterrupt
-        return real(target, line, **kw)
-
-    monkeypatch.setattr(run_mod, "append_jsonl", killed_in_epoch_3)
+    real = interrupt_at_epoch(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         execute(run, tmp_path / "cut")
     monkeypatch.setattr(run_mod, "append_jsonl", real)

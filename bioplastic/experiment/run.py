@@ -11,7 +11,8 @@ Its folder, ``OUT/runs/<run_id>/``:
   written atomically before training;
 * ``metrics.jsonl``: one JSON object per epoch (``epoch``, ``train_loss``, ``test_loss``,
   ``test_accuracy``, ``time``, and the measures of ``[record]``), appended, flushed and synced to
-  disk as each epoch ends; epoch 0 is before training;
+  disk as each epoch ends (every ``training.eval_every`` epochs and the last); epoch 0 is before
+  training;
 * ``status.json``: ``{"state": "running" | "finished" | "diverged" | "failed", "epoch": k, "error":
   text or null}`` (a diverged run also gives the ``step`` of its epoch), replaced atomically;
 * ``checkpoint.pt``: a pickle (read it with :func:`load_checkpoint`; torch tensors inside for torch
@@ -19,6 +20,10 @@ Its folder, ``OUT/runs/<run_id>/``:
   factors, the optimizer state, every generator's state (the data order's, numpy's, python's,
   torch's) and the metrics so far, written atomically every ``training.checkpoint_every`` epochs and
   after the last;
+* ``snapshots/``: the ``[record]`` snapshots, ``weights_EPOCH.npz`` and ``activity_EPOCH.npz``
+  every ``weights_every`` / ``activity_every`` epochs, ``weights_step_STEP.npz`` every
+  ``weights_every_steps`` optimisation steps (the step count is kept in the checkpoint, so a resumed
+  run names and writes them as an uninterrupted one; :func:`step_snapshots`, :func:`load_snapshot`);
 * ``log.txt``: what happened, with timestamps, and the traceback of a failure;
 * ``.lock``: locked (``flock``) by the process training the run, so that two never do at once.
 
@@ -118,14 +123,20 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
 
 
 def lr_factor(schedule, epoch: int, epochs: int) -> float:
-    """The factor on the learning rates in ``epoch`` (1..epochs) under a ``[schedule]``."""
-    if schedule.name == "step":
+    """The factor on the learning rates in ``epoch`` (1..epochs) under a ``[schedule]``: a pure
+    function of the epoch (the rates of epoch k are the initial ones times it, so a resumed run
+    needs no scheduler state)."""
+    if schedule.name == "constant":
+        factor = 1.0
+    elif schedule.name == "step":
         factor = schedule.gamma ** ((epoch - 1) // schedule.step_size)
+    elif schedule.name == "exponential":
+        factor = schedule.gamma ** (epoch - 1)
     elif schedule.name == "cosine":
         factor = schedule.min_factor + (1.0 - schedule.min_factor) * 0.5 * (
             1.0 + math.cos(math.pi * (epoch - 1) / max(epochs, 1)))
     else:
-        factor = 1.0
+        raise ValueError(f"unknown schedule {schedule.name!r}; valid options: constant, step, exponential, cosine")
     if schedule.warmup and epoch <= schedule.warmup:
         factor *= epoch / (schedule.warmup + 1)
     return factor
@@ -159,9 +170,8 @@ def load_task(task) -> Any:
     from .. import data
 
     if task.name == "digits":
-        ds = data.load_digits(task.test_fraction, task.split_seed, flatten=task.flatten)
-        if task.classes is not None and task.classes < 10:
-            ds = ds.subset(task.classes)
+        ds = data.load_digits(task.test_fraction, task.split_seed, flatten=task.flatten, classes=task.classes,
+                              train_samples=task.train_samples, center=task.center)
     elif task.name == "teacher_student":
         from .study import _n_train
 
@@ -175,6 +185,14 @@ def load_task(task) -> Any:
         ds = data.Dataset(x[:n], y[:n], labels[:n], x[n:], y[n:], labels[n:], name="teacher_student",
                           classes=tuple(str(i) for i in range(task.d)),
                           info={"n_in": task.n_in, "d": task.d, "rank": task.rank, "seed": task.seed})
+    elif task.name == "linear_teacher":
+        lt = data.linear_teacher(task.n_in, task.singular_values, task.samples, task.test_samples,
+                                 whiten=task.whiten, seed=task.seed)
+        m = len(task.singular_values)
+        # a Dataset has labels; the argmax agreement is the "accuracy", the loss is what to read
+        ds = data.Dataset(lt.x, lt.y, lt.y.argmax(axis=1), lt.x_test, lt.y_test, lt.y_test.argmax(axis=1),
+                          name="linear_teacher", classes=tuple(str(i) for i in range(m)),
+                          info={"S": lt.S, "input_cov": lt.input_cov, "seed": task.seed})
     elif task.name == "mnist5000":
         ds = data.load_mnist5000(task.test_fraction, task.split_seed, flatten=task.flatten)
     elif task.name == "patches":
@@ -272,6 +290,11 @@ class Job:
         self.circuit = builder(circuit_sizes(c), **builder_arguments(c))
         options = dict(c.backend.options)
         options.update({k: v for k in ("dtype", "device") if (v := getattr(c.backend, k)) is not None})
+        if c.backend.name == "brian2" and "seed" not in options:
+            from ..backends.brian2 import _spiking
+
+            if _spiking.is_spiking(self.circuit):  # its spike trains follow the run's seed, as all else
+                options["seed"] = c.seed
         self.runner = bioplastic.build(self.circuit, backend=c.backend.name, **options)
         if c.circuit.zero:
             from ..circuit.keys import kind_of
@@ -300,7 +323,7 @@ class Job:
         model = cls(**model_arguments(c, cls))
         fb = c.feedback
         model = convert(model, rule=fb.rule, rank=fb.rank, subspace=fb.subspace, seed=c.seed,
-                        clip_rank=fb.clip_rank, exclude=c.model.exclude, inplace=True,
+                        clip_rank=fb.clip_rank, exclude=c.model.excluded(model), inplace=True,
                         refactor_every=fb.refactor_every)
         model = model.to(device=device, dtype=dtype)
         opt = c.optimizer
@@ -316,13 +339,18 @@ class Job:
                 biases.append(p)
         fb_lr = opt.lr if opt.feedback_lr is None else opt.feedback_lr
         groups = [dict(params=forward, lr=opt.lr, weight_decay=opt.decay),
-                  dict(params=biases, lr=opt.lr, weight_decay=0.0),
+                  dict(params=biases, lr=opt.lr, weight_decay=opt.decay if opt.decay_biases else 0.0),
                   dict(params=feedback, lr=fb_lr, weight_decay=opt.decay)]
         groups = [g for g in groups if g["params"]]
-        if opt.name == "adam":
-            optimizer = torch.optim.Adam(groups, betas=tuple(opt.betas))
-        else:
+        # weight_decay is torch's coupled L2 decay (added to the gradient) for all three
+        if opt.name == "sgd":
             optimizer = torch.optim.SGD(groups, momentum=opt.momentum)
+        elif opt.name == "adam":
+            optimizer = torch.optim.Adam(groups, betas=tuple(opt.betas))
+        elif opt.name == "rmsprop":
+            optimizer = torch.optim.RMSprop(groups, alpha=opt.rmsprop_alpha, momentum=opt.momentum)
+        else:
+            raise ValueError(f"unknown optimizer {opt.name!r}; valid options: sgd, adam, rmsprop")
         self.model, self._torch_optimizer = model, optimizer
         self._base = [g["lr"] for g in optimizer.param_groups]
         self.runner = ModelRunner(model, optimizer, device, dtype, loss=c.training.loss)
@@ -387,13 +415,13 @@ class Job:
                if every is not None and epoch % every == 0]
         for kind, _ in due:
             arrays = self._weight_arrays() if kind == "weights" else self._activity()
-            buffer = io.BytesIO()
-            np.savez(buffer, **arrays)
-            path = folder / SNAPSHOTS / f"{kind}_{epoch:04d}.npz"
-            path.parent.mkdir(exist_ok=True)
-            write_bytes(path, buffer.getvalue())
-            written.append(path)
+            written.append(_write_npz(folder / SNAPSHOTS / f"{kind}_{epoch:04d}.npz", arrays))
         return written
+
+    def snapshot_step(self, step: int, folder: Path) -> Path:
+        """Write the weights after ``step`` optimisation steps as snapshots/weights_step_STEP.npz
+        (``[record] weights_every_steps``), atomically; its path."""
+        return _write_npz(folder / SNAPSHOTS / step_snapshot_name(step), self._weight_arrays())
 
     def _weight_arrays(self) -> dict[str, np.ndarray]:
         if self.model is not None:
@@ -467,6 +495,36 @@ class Job:
                 if B is not None and tuple(B.shape) == W.T.shape:
                     out[f"alignment_{name}"] = alignment_angle(B.detach().double().cpu().numpy(), W)
         return out
+
+
+def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path.parent.mkdir(exist_ok=True)
+    write_bytes(path, buffer.getvalue())
+    return path
+
+
+def step_snapshot_name(step: int) -> str:
+    """File name of the weight snapshot after ``step`` optimisation steps."""
+    return f"weights_step_{step:07d}.npz"
+
+
+def step_snapshots(folder: str | os.PathLike) -> dict[int, Path]:
+    """A run folder's weight snapshots by step (``[record] weights_every_steps``): step -> path,
+    in step order."""
+    found = {}
+    for path in (Path(folder) / SNAPSHOTS).glob("weights_step_*.npz"):
+        digits = path.stem.rsplit("_", 1)[-1]
+        if digits.isdigit():
+            found[int(digits)] = path
+    return dict(sorted(found.items()))
+
+
+def load_snapshot(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays of one snapshot file, by weight key."""
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -652,17 +710,23 @@ def _train(config: RunConfig, folder: Path, resume: bool, log: RunLog) -> dict:
     epochs, every = config.training.epochs, config.training.checkpoint_every
     checkpoint, metrics = folder / CHECKPOINT, folder / METRICS
 
+    training = config.training
+    step_every = config.record.weights_every_steps
     lines: list[dict] = []
     history = None
+    step = 0  # optimisation steps so far, across epochs and resumes (step snapshots are named by it)
     if resume and checkpoint.exists():
         state = load_checkpoint(checkpoint)
         job.load_state(state["state"])
         set_rng_states(data_rng, state["rng"])
         lines = list(state["metrics"])
+        n_train, size = len(dataset.x_train), training.batch_size
+        per_epoch = n_train // size if training.drop_last else -(-n_train // size)
+        step = state.get("step", state["epoch"] * per_epoch)  # checkpoints before steps were kept
         # back to the checkpoint's epoch: the epochs after it are trained again, to the same numbers
         write_bytes(metrics, "".join(json_text(line, indent=None) + "\n" for line in lines).encode())
         history = History(**{k: tuple(line[k] for line in lines)
-                             for k in ("train_loss", "test_loss", "test_accuracy", "time")})
+                             for k in ("train_loss", "test_loss", "test_accuracy", "time", "epoch")})
         log(f"resumed from the checkpoint of epoch {state['epoch']}")
     else:
         with contextlib.suppress(FileNotFoundError):
@@ -675,22 +739,32 @@ def _train(config: RunConfig, folder: Path, resume: bool, log: RunLog) -> dict:
     def before_epoch(epoch: int) -> None:
         job.set_lr_factor(lr_factor(config.schedule, epoch, epochs))
 
+    def on_step() -> None:
+        nonlocal step
+        step += 1
+        if step_every is not None and step % step_every == 0:
+            job.snapshot_step(step, folder)
+
     def on_epoch(epoch: int, record: dict) -> None:
         line = {"epoch": epoch, **record, **job.measures(record)}
         append_jsonl(metrics, line)
         lines.append(to_jsonable(line))  # as written: non-finite values are null
         job.snapshot(epoch, folder)
+        if step_every is not None and (epoch == 0 or epoch == epochs and step % step_every):
+            job.snapshot_step(step, folder)  # before training, and after the last step
         if epoch and every and (epoch % every == 0 or epoch == epochs):
-            save_checkpoint(checkpoint, {"run_id": config.run_id, "epoch": epoch, "state": job.state(),
-                                         "rng": rng_states(data_rng), "metrics": list(lines)})
+            save_checkpoint(checkpoint, {"run_id": config.run_id, "epoch": epoch, "step": step,
+                                         "state": job.state(), "rng": rng_states(data_rng),
+                                         "metrics": list(lines)})
         # atomic; not synced: the epoch count of a running run is news, the metrics are the record
         _write_status(folder, "running", epoch, fsync=False)
         log(f"epoch {epoch}: train loss {record['train_loss']:.6g}, test loss {record['test_loss']:.6g}, "
             f"test accuracy {record['test_accuracy']:.4f}")
 
     try:
-        train(job.runner, dataset, epochs, config.training.batch_size, rng=data_rng, history=history,
-              on_epoch=on_epoch, before_epoch=before_epoch)
+        train(job.runner, dataset, epochs, training.batch_size, rng=data_rng, history=history,
+              on_epoch=on_epoch, before_epoch=before_epoch, on_step=on_step, eval_every=training.eval_every,
+              drop_last=training.drop_last, shuffle=training.shuffle)
     except Diverged as err:
         log(f"diverged: {err}")
         _write_status(folder, "diverged", err.epoch, str(err), step=err.step)
@@ -701,5 +775,6 @@ def _train(config: RunConfig, folder: Path, resume: bool, log: RunLog) -> dict:
 
 
 __all__ = ["CHECKPOINT", "CONFIG", "DONE", "Job", "LOCK", "LOG", "METRICS", "ModelRunner", "SNAPSHOTS", "STATES",
-           "STATUS", "execute", "load_checkpoint", "load_task", "lr_factor", "preload", "read_metrics", "read_status",
-           "rng_states", "run_folder", "run_lock", "save_checkpoint", "set_rng_states", "task_key"]
+           "STATUS", "execute", "load_checkpoint", "load_snapshot", "load_task", "lr_factor", "preload",
+           "read_metrics", "read_status", "rng_states", "run_folder", "run_lock", "save_checkpoint",
+           "set_rng_states", "step_snapshot_name", "step_snapshots", "task_key"]

@@ -12,14 +12,15 @@ Sections (every key is optional; ``bioplastic run --schema`` prints the JSON Sch
     name, description        what the study is (name: the default output folder results/NAME)
     imports                  modules imported first (your own rules, subspace rules or builders)
     seeds                    seeds of every condition (initial weights, feedback, batch order)
-    [task]                   the data: digits, teacher_student, mnist5000, patches (bundled), mnist, cifar10, cifar100
+    [task]                   the data: digits, teacher_student, linear_teacher, mnist5000, patches (bundled),
+                             mnist, cifar10, cifar100
     [circuit]                a circuit builder (default circuits.mlp), hidden sizes, activation
     [model]                  or a torch model of bioplastic.torch.models, converted
     [feedback]               rule, subspace rule, rank(s)
     [backend]                reference, torch (dtype, device) or brian2, and their options
-    [optimizer]              sgd (circuits, models) or adam (models); learning rates, decay
-    [schedule]               learning-rate schedule over epochs: constant, step, cosine; warm-up
-    [training]               epochs, batch size, checkpoint interval
+    [optimizer]              sgd (circuits, models), adam or rmsprop (models); learning rates, decay
+    [schedule]               learning-rate schedule over epochs: constant, step, exponential, cosine; warm-up
+    [training]               epochs, batch size, batch order, evaluation and checkpoint intervals
     [record]                 measures besides losses and accuracy (alignment angles, ...)
     [grid] / [[grid]]        dotted key -> list of values; a table is one cartesian product,
                              an array of tables a union of products
@@ -55,6 +56,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    ValidationInfo,
     WrapValidator,
     field_validator,
     model_validator,
@@ -133,6 +135,15 @@ class DigitsTask(Section):
     classes: int | None = Field(None, ge=1, le=10)
     """Keep the digits 0..classes-1 (train and test); the targets stay one-hot over all 10 outputs,
     so the output dimension is 10 while the targets span ``classes`` dimensions."""
+    train_samples: PositiveInt | None = None
+    """Keep the first n samples of the training split (after ``classes``; the bundled order cycles
+    through the classes): a shorter epoch, e.g. for a quick check of a slow backend. The test split
+    stays whole. Default: the whole split (1347 digits at test_fraction 0.25)."""
+    center: bool = False
+    """Subtract the mean training input (per pixel, over the training samples kept) from the training
+    and test inputs: zero-mean inputs in [-1, 1]. A spiking circuit (circuit.options.neuron = "lif")
+    then needs backend.options.signed_input = true, which carries each input by an ON and an OFF
+    neuron."""
 
 
 class TeacherStudentTask(Section):
@@ -159,6 +170,48 @@ class TeacherStudentTask(Section):
     """Fraction of the samples held out for testing (the last ones)."""
     scale: bool = True
     """Divide the targets by sqrt(n_in), giving them unit variance like one-hot targets."""
+
+
+class LinearTeacherTask(Section):
+    """A linear teacher y = S x with chosen singular values, S = U diag(s) V^T (m x n_in, U and V
+    random orthonormal, bioplastic.data.linear_teacher), on standard Gaussian inputs: the setting of
+    the linear theory of arXiv 2502.20580 (analyses/linear_theory.py). Every training sample is
+    trained on; the test set is ``test_samples`` fresh inputs of the same distribution."""
+
+    name: Literal["linear_teacher"]
+    """The task."""
+    n_in: PositiveInt = 10
+    """Input dimension n."""
+    singular_values: Annotated[list[PositiveFloat], Field(min_length=1)] = [5.0, 4.0, 3.0, 2.5, 2.0, 1.5, 1.0, 0.5]
+    """The teacher's singular values s_1 >= s_2 >= ... > 0, one per output (m = their number <= n_in):
+    mode j of S is its j-th largest."""
+    whiten: bool = False
+    """Centre and whiten the training inputs exactly (X^T X / N = I, as the paper's theory assumes;
+    the test inputs by the same map); false: raw Gaussian samples, X^T X / N ~ I."""
+    samples: PositiveInt = 500
+    """Training samples (all trained on; full batch: batch_size = samples)."""
+    test_samples: PositiveInt = 100
+    """Test samples, drawn after the training ones (they do not change the training draw)."""
+    seed: NonNegativeInt = 0
+    """Seed of the teacher (U, V from seed) and of the inputs (from seed + 1); the same for every run."""
+
+    @field_validator("singular_values")
+    @classmethod
+    def _modes(cls, value: list[float], info: ValidationInfo) -> list[float]:
+        n_in = info.data.get("n_in")
+        if n_in is not None and len(value) > n_in:
+            raise ValueError(f"a teacher of n_in = {n_in} inputs has at most {n_in} modes; got {len(value)}")
+        if any(b > a for a, b in zip(value, value[1:])):
+            raise ValueError(f"must be in non-increasing order (mode j is the j-th largest); got {value}")
+        return value
+
+    @field_validator("samples")
+    @classmethod
+    def _enough_to_whiten(cls, value: int, info: ValidationInfo) -> int:
+        n_in = info.data.get("n_in")
+        if info.data.get("whiten") and n_in is not None and value <= n_in:
+            raise ValueError(f"whitening {n_in} centred inputs needs more than {n_in} samples; got {value}")
+        return value
 
 
 class Mnist5000Task(Section):
@@ -220,10 +273,10 @@ class CifarTask(MnistTask):
     """Convert to one luminance channel."""
 
 
-Task = Annotated[DigitsTask | TeacherStudentTask | Mnist5000Task | PatchesTask | MnistTask | CifarTask,
-                 Field(discriminator="name")]
+Task = Annotated[DigitsTask | TeacherStudentTask | LinearTeacherTask | Mnist5000Task | PatchesTask | MnistTask
+                 | CifarTask, Field(discriminator="name")]
 #: Task names.
-TASKS = ("digits", "teacher_student", "mnist5000", "patches", "mnist", "cifar10", "cifar100")
+TASKS = ("digits", "teacher_student", "linear_teacher", "mnist5000", "patches", "mnist", "cifar10", "cifar100")
 
 
 def _check_registered(value: str, registry: Mapping, what: str) -> str:
@@ -287,6 +340,49 @@ class ModelSection(Section):
     """Keyword arguments of the model; input and class counts default to the task's."""
     exclude: list[str] = []
     """Module names left on exact backprop (bioplastic.torch.convert's exclude)."""
+    only: list[str] | None = None
+    """Module names converted to the feedback rule, every other weight layer left on exact backprop
+    (the complement of exclude; give one of the two). ``["vvs.0"]`` puts the feedback on retina_vvs's
+    first VVS convolution alone, as arXiv 2502.20580 does for its receptive fields; ``[]`` converts
+    nothing. Default: every convertible module not excluded."""
+
+    @model_validator(mode="after")
+    def _only_or_exclude(self) -> ModelSection:
+        if self.only is not None and self.exclude:
+            raise ValueError("give only (the modules converted) or exclude (the modules left on exact "
+                             "backprop), not both")
+        return self
+
+    def excluded(self, model) -> list[str]:
+        """Names of ``model``'s modules that conversion leaves on exact backprop.
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+            The unconverted model of this section.
+
+        Returns
+        -------
+        list of str
+            ``exclude``, or with ``only`` every convertible module (bioplastic.torch.convert's
+            Linear, Conv2d, attention) not named in it.
+
+        Raises
+        ------
+        ValueError
+            ``only`` names a module that is not a convertible module of ``model``; the message lists
+            the convertible ones.
+        """
+        if self.only is None:
+            return list(self.exclude)
+        from ..torch.convert import _convertible
+
+        names = list(_convertible(model))
+        unknown = [n for n in self.only if n not in names]
+        if unknown:
+            raise ValueError(f"{', '.join(map(repr, unknown))} {'is' if len(unknown) == 1 else 'are'} not "
+                             f"a convertible module of {self.name}; valid options: {', '.join(names)}")
+        return [n for n in names if n not in self.only]
 
 
 class FeedbackSection(Section):
@@ -338,7 +434,11 @@ class BackendSection(Section):
     device: str | None = None
     """torch only: cpu (default), cuda, cuda:1, ..."""
     options: dict[str, Any] = {}
-    """Further options of the backend's build (brian2: device, target, settle, dt, ...)."""
+    """Further options of the backend's build. brian2, rate circuits: the fields of
+    bioplastic.backends.brian2.Options (device = "runtime" or "cpp_standalone", target = "numpy" or
+    "cython", tau, dt, settle in seconds, copies, ...); spiking circuits (circuit.options.neuron =
+    "lif"): those of SpikingOptions (target, dt, settle, window, plasticity_dt in ms, input_coding,
+    signed_input, input_rate in Hz, ...; seed, of the spike trains, defaults to the run's seed)."""
     threads: PositiveInt = 1
     """CPU threads of BLAS and torch inside a run (1: workers fill the cores, and results do not
     depend on the machine's thread count)."""
@@ -350,34 +450,76 @@ class BackendSection(Section):
 
         return _check_registered(value, BACKENDS, "backend")
 
+    @model_validator(mode="after")
+    def _brian2_options(self) -> BackendSection:
+        # brian2's build takes **options: name a mistyped one here, before anything trains (whether
+        # a rate or a spiking option fits the circuit, its build says)
+        if self.name != "brian2" or not self.options:
+            return self
+        from dataclasses import fields as dataclass_fields
+
+        from ..backends.brian2 import Options, SpikingOptions
+
+        rate = [f.name for f in dataclass_fields(Options)]
+        spiking = [f.name for f in dataclass_fields(SpikingOptions)]
+        valid = list(dict.fromkeys(rate + spiking))
+        bad = [k for k in self.options if k not in valid]
+        if bad:
+            raise ValueError(unknown_key(bad[0], [], " in options of backend 'brian2'", close_to=valid)
+                             + f"; valid for rate circuits: {', '.join(rate)}; for spiking circuits: "
+                             f"{', '.join(spiking)}")
+        return self
+
 
 class OptimizerSection(Section):
     """How weights move. Circuits take the rule's own SGD step (lr, feedback_lr, decay); models take a
     torch optimizer."""
 
-    name: Literal["sgd", "adam"] = "sgd"
-    """sgd, or adam (models only)."""
+    name: Literal["sgd", "adam", "rmsprop"] = "sgd"
+    """sgd; or, for models only, adam or rmsprop (torch.optim.Adam, torch.optim.RMSprop)."""
     lr: NonNegativeFloat = 0.05
     """Learning rate of the forward weights and biases."""
     feedback_lr: NonNegativeFloat | None = None
     """Learning rate of plastic feedback (kp's B, P and Q); default lr."""
     decay: NonNegativeFloat = 0.0
-    """Weight decay on forward weights and plastic feedback (not biases)."""
+    """Weight decay on forward weights and plastic feedback (not biases, unless decay_biases). For a
+    [model] it is the torch optimizer's weight_decay, a coupled L2 penalty: decay * w is added to the
+    gradient before the optimizer scales it (Adam, RMSprop), unlike AdamW's decoupled decay."""
+    decay_biases: bool = False
+    """[model] only: decay the biases (every 1-D parameter) too, as a torch optimizer handed
+    model.parameters() does (the authors' scripts for arXiv 2502.20580)."""
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-    """SGD momentum (models only)."""
+    """Momentum of sgd or rmsprop (models only)."""
     betas: Annotated[list[Annotated[float, Field(ge=0.0, lt=1.0)]], Field(min_length=2, max_length=2)] = [0.9, 0.999]
     """Adam's coefficients."""
+    alpha: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    """rmsprop only: smoothing constant of the running mean of squared gradients (default 0.99,
+    torch's)."""
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha_is_rmsprops(cls, value: float | None, info: ValidationInfo) -> float | None:
+        name = info.data.get("name")
+        if value is not None and name != "rmsprop":
+            raise ValueError(f"alpha is rmsprop's smoothing constant; optimizer.name is {name!r}")
+        return value
+
+    @property
+    def rmsprop_alpha(self) -> float:
+        """The smoothing constant an rmsprop optimizer gets (alpha, or torch's default 0.99)."""
+        return 0.99 if self.alpha is None else self.alpha
 
 
 class ScheduleSection(Section):
     """The learning rate of epoch k is lr times a factor of k (a pure function of the epoch)."""
 
-    name: Literal["constant", "step", "cosine"] = "constant"
-    """constant: 1; step: gamma ** ((k - 1) // step_size); cosine: from 1 down to min_factor."""
+    name: Literal["constant", "step", "exponential", "cosine"] = "constant"
+    """constant: 1; step: gamma ** ((k - 1) // step_size); exponential: gamma ** (k - 1) (torch's
+    ExponentialLR stepped after every epoch); cosine: from 1 down to min_factor."""
     step_size: PositiveInt = 10
     """step: epochs between reductions."""
     gamma: PositiveFloat = 0.1
-    """step: factor of each reduction."""
+    """step: factor of each reduction; exponential: factor per epoch (give it: 0.1 is step's)."""
     min_factor: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     """cosine: the factor of the last epoch's end."""
     warmup: NonNegativeInt = 0
@@ -391,12 +533,33 @@ class TrainingSection(Section):
     """Passes over the training set (0: only evaluate)."""
     batch_size: PositiveInt = 32
     """Samples per step."""
+    drop_last: bool = False
+    """Skip each epoch's last batch when it is smaller than batch_size (a final batch of 3 samples
+    takes a full-size step on a 3-sample gradient estimate)."""
+    shuffle: bool = True
+    """Draw a new order of the training samples every epoch (the data generator, seeded by the run's
+    seed); false: batches in the stored order (full-batch training, batch_size = the training
+    samples, is then the plain gradient step, summed in the same order every step)."""
+    eval_every: PositiveInt = 1
+    """Epochs between evaluations: the metrics line (train loss as the mean batch loss since the last
+    line, test loss and accuracy, the [record] measures); epoch 0 and the last epoch always. Larger
+    values make many short epochs (full batch: one step each) cheap."""
     checkpoint_every: NonNegativeInt = 1
-    """Epochs between checkpoints (and after the last); 0: none, an interrupted run restarts."""
+    """Epochs between checkpoints (and after the last); 0: none, an interrupted run restarts. A
+    multiple of eval_every (a checkpoint holds the metrics lines up to it)."""
     loss: Literal["squared", "cross_entropy"] = "squared"
     """``squared``: 1/2 ||yhat - y||^2 on the outputs, the loss every circuit's rule is written for;
     ``cross_entropy``: softmax cross-entropy of a [model]'s outputs as logits against the one-hot
     targets (how the authors train their CNNs and ViTs). test_loss and train_loss report this loss."""
+
+    @field_validator("checkpoint_every")
+    @classmethod
+    def _checkpoint_on_evaluation(cls, value: int, info: ValidationInfo) -> int:
+        every = info.data.get("eval_every")
+        if every is not None and value % every:
+            raise ValueError(f"must be a multiple of training.eval_every = {every} (a checkpoint is "
+                             f"taken with a metrics line), or 0; got {value}")
+        return value
 
 
 class RecordSection(Section):
@@ -414,6 +577,11 @@ class RecordSection(Section):
     weights_every: PositiveInt | None = None
     """Every this many epochs (and at epoch 0), save every weight, forward and feedback (a
     [model]: its state dict), as snapshots/weights_EPOCH.npz in the run folder."""
+    weights_every_steps: PositiveInt | None = None
+    """Every this many optimisation steps (and at step 0, before training, and after the last step),
+    save every weight, forward and feedback (a [model]: its state dict), as
+    snapshots/weights_step_STEP.npz (STEP counted from the start of the run, across epochs and
+    resumes): measures of the weights at a finer grain than epochs, computed afterwards."""
     activity_every: PositiveInt | None = None
     """Every this many epochs (and at epoch 0), save the activity on a fixed probe, the first
     ``activity_samples`` test inputs, as snapshots/activity_EPOCH.npz: a circuit's rates h1..hL of
@@ -555,7 +723,8 @@ def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
     return model
 
 
-_TASK_MODELS = {"digits": DigitsTask, "teacher_student": TeacherStudentTask, "mnist5000": Mnist5000Task,
+_TASK_MODELS = {"digits": DigitsTask, "teacher_student": TeacherStudentTask, "linear_teacher": LinearTeacherTask,
+                "mnist5000": Mnist5000Task,
                 "patches": PatchesTask, "mnist": MnistTask,
                 "cifar10": CifarTask, "cifar100": CifarTask}
 
@@ -681,8 +850,8 @@ def _text(value: Any) -> str:
         return repr(value)
     if isinstance(value, (list, tuple)):
         return "-".join(_text(v) for v in value)
-    if isinstance(value, Mapping):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if isinstance(value, Mapping):  # {device = "runtime", target = "numpy"}: device-runtime+target-numpy
+        return "+".join(f"{k}-{_text(v)}" for k, v in sorted(value.items()))
     return str(value)
 
 
@@ -977,6 +1146,8 @@ def task_shape(task) -> tuple[tuple[int, ...], int]:
         return ((64,) if task.flatten else (1, 8, 8)), 10
     if task.name == "teacher_student":
         return (task.n_in,), task.d
+    if task.name == "linear_teacher":
+        return (task.n_in,), len(task.singular_values)
     if task.name == "mnist5000":
         return ((784,) if task.flatten else (1, 28, 28)), 10
     if task.name == "patches":
@@ -1002,7 +1173,7 @@ def _check_task(task) -> list[Problem]:
         if task.whiten and _n_train(task.samples, 0.0) < task.n_in:
             problems.append(Problem("task.samples", f"whitening {task.n_in} inputs needs at least "
                                                      f"{task.n_in} samples, got {task.samples}"))
-    elif task.name not in ("digits", "mnist5000", "patches"):  # bundled: no file to find
+    elif task.name not in ("digits", "linear_teacher", "mnist5000", "patches"):  # bundled: no file to find
         from ..data import files
 
         key = "task.root" if task.root is not None else "task.name"
@@ -1127,6 +1298,9 @@ def _check_circuit(config: RunConfig) -> list[Problem]:
     if opt.momentum:
         problems.append(Problem("optimizer.momentum", "a circuit's SGD step has no momentum; "
                                                       "momentum is for a [model]"))
+    if opt.decay_biases:
+        problems.append(Problem("optimizer.decay_biases", "a circuit's rule never decays its biases; "
+                                                          "decay_biases is for a [model]"))
     if config.training.loss != "squared":
         problems.append(Problem("training.loss", f"a circuit's rules are written for the squared loss; "
                                                  f"{config.training.loss!r} is for a [model]"))
@@ -1250,8 +1424,12 @@ def _check_model(config: RunConfig) -> list[Problem]:
         return problems + [Problem("model.options", f"{config.model.name}: {err}")]
     fb = config.feedback
     try:
+        exclude = config.model.excluded(model)
+    except ValueError as err:
+        return problems + [Problem("model.only", str(err))]
+    try:
         model = convert(model, rule=fb.rule, rank=fb.rank, subspace=fb.subspace, seed=0,
-                        clip_rank=fb.clip_rank, exclude=config.model.exclude,
+                        clip_rank=fb.clip_rank, exclude=exclude,
                         refactor_every=fb.refactor_every)
     except (TypeError, ValueError) as err:
         return problems + [Problem(_about(str(err), "model"), str(err))]

@@ -26,16 +26,23 @@ class History:
         On the test set after each epoch (accuracy: fraction of argmax hits).
     time : tuple of float
         Seconds spent in training steps up to the end of each epoch (evaluation excluded).
+    epoch : tuple of int
+        The epoch of each entry (0, 1, 2, ... unless ``train`` evaluated every ``eval_every``
+        epochs; empty in a History built without it: entry k is then epoch k). With ``eval_every``
+        > 1 an entry's train_loss is the mean batch loss since the previous entry.
     """
 
     train_loss: tuple = ()
     test_loss: tuple = ()
     test_accuracy: tuple = ()
     time: tuple = ()
+    epoch: tuple = ()
 
     @property
     def epochs(self) -> int:
-        """Number of trained epochs."""
+        """Number of trained epochs (the last evaluated one)."""
+        if self.epoch:
+            return int(self.epoch[-1])
         return max(len(self.test_accuracy) - 1, 0)
 
     def to_dict(self) -> dict[str, list]:
@@ -77,7 +84,9 @@ def train(runner, dataset: Dataset, epochs: int, batch_size: int, seed: int = 0,
           on_epoch: Callable[[int, dict], None] | None = None,
           augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None, *,
           rng: np.random.Generator | None = None, history: History | None = None,
-          before_epoch: Callable[[int], None] | None = None) -> History:
+          before_epoch: Callable[[int], None] | None = None,
+          on_step: Callable[[], None] | None = None, eval_every: int = 1, drop_last: bool = False,
+          shuffle: bool = True) -> History:
     """Train ``runner`` on ``dataset`` by mini-batch steps, evaluating after every epoch.
 
     Parameters
@@ -105,6 +114,17 @@ def train(runner, dataset: Dataset, epochs: int, batch_size: int, seed: int = 0,
         and the History returned holds them all.
     before_epoch : callable, optional
         ``before_epoch(epoch)`` before the steps of each epoch (from 1), e.g. to set a learning rate.
+    on_step : callable, optional
+        ``on_step()`` after every optimisation step whose loss is finite (e.g. to count steps and
+        snapshot the weights).
+    eval_every : int
+        Evaluate (and call ``on_epoch``) after every ``eval_every``-th epoch and the last; the
+        train_loss then is the mean batch loss over the epochs since the previous evaluation.
+    drop_last : bool
+        Skip each epoch's final batch when it is smaller than ``batch_size``.
+    shuffle : bool
+        Shuffle the training order every epoch with ``rng``; False: the stored order (``rng`` is
+        not drawn from).
 
     Returns
     -------
@@ -117,11 +137,15 @@ def train(runner, dataset: Dataset, epochs: int, batch_size: int, seed: int = 0,
     """
     if not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"epochs must be an int >= 0; got {epochs!r}")
+    if not isinstance(eval_every, (int, np.integer)) or eval_every < 1:
+        raise ValueError(f"eval_every must be an int >= 1; got {eval_every!r}")
     rng = np.random.default_rng(seed) if rng is None else rng
-    cols: dict[str, list] = {"train_loss": [], "test_loss": [], "test_accuracy": [], "time": []}
+    cols: dict[str, list] = {"train_loss": [], "test_loss": [], "test_accuracy": [], "time": [], "epoch": []}
     start = 0
     if history is not None and history.test_accuracy:
         cols = {k: list(v) for k, v in history.to_dict().items()}
+        if not cols["epoch"]:
+            cols["epoch"] = list(range(len(cols["test_accuracy"])))
         start = history.epochs
         if start > epochs:
             raise ValueError(f"the history holds {start} epochs, more than epochs={epochs}")
@@ -131,6 +155,7 @@ def train(runner, dataset: Dataset, epochs: int, batch_size: int, seed: int = 0,
         rec = {"train_loss": train_loss, "test_loss": test_loss, "test_accuracy": acc, "time": elapsed}
         for key, value in rec.items():
             cols[key].append(value)
+        cols["epoch"].append(epoch)
         if on_epoch is not None:
             on_epoch(epoch, rec)
 
@@ -139,16 +164,24 @@ def train(runner, dataset: Dataset, epochs: int, batch_size: int, seed: int = 0,
     elapsed = cols["time"][-1]
     # overflow is detected below from the loss and reported with its context, not as numpy warnings
     with np.errstate(over="ignore", invalid="ignore"):
+        losses = []
         for epoch in range(start + 1, epochs + 1):
             if before_epoch is not None:
                 before_epoch(epoch)
-            losses = []
             t0 = time.perf_counter()
-            for step, (xb, yb) in enumerate(dataset.batches(batch_size, rng, augment=augment)):
+            batches = dataset.batches(batch_size, rng if shuffle else None, augment=augment,
+                                      drop_last=drop_last)
+            for step, (xb, yb) in enumerate(batches):
                 loss = runner.train_step(xb, yb)
                 if not np.isfinite(loss):
                     raise Diverged(epoch, step, loss, History(**{k: tuple(v) for k, v in cols.items()}))
                 losses.append(loss)
+                if on_step is not None:  # its time (a snapshot's write) is not training time
+                    t1 = time.perf_counter()
+                    on_step()
+                    t0 += time.perf_counter() - t1
             elapsed += time.perf_counter() - t0
-            record(epoch, float(np.mean(losses)), elapsed)
+            if epoch % eval_every == 0 or epoch == epochs:
+                record(epoch, float(np.mean(losses)), elapsed)
+                losses = []
     return History(**{k: tuple(v) for k, v in cols.items()})
