@@ -16,25 +16,19 @@ weights_every = 1`` keeps both runs' weights after every epoch, from which the d
 The runs stay in ``OUT/study/runs/<run_id>/`` (``--resume=true`` continues an interrupted study).
 Throughput is what the study records: ``metrics.jsonl``'s ``time``, the seconds spent in training
 steps up to each epoch's end (evaluation excluded), so samples/s = training samples / that epoch's
-seconds. The study's loop calls ``train_step`` once per batch (one Brian2 run each, wall time with
-Python, the schedule's refill and, on ``cpp_standalone``, the program's start and the first call's
-compilation included), where this analysis used to simulate a whole epoch in one Brian2 run and
-report Brian2's own simulation-time rate: the samples/s are lower than before, and no compilation
-time is reported apart (``compile_s`` is None).
+seconds. The study's loop hands the Brian2 runner each epoch's batches in one ``train_epoch`` call
+(one Brian2 run per epoch, as this analysis did before it trained through the study); the time
+includes Python and, on ``cpp_standalone``, the program's start and the first call's compilation,
+so no compilation time is reported apart (``compile_s`` is None).
 
 Numbers: ``--quick`` (one epoch, runtime/numpy) through the study against the same command before
-it trained through the study: the reference run is identical (test accuracy 0.3622, loss
-0.46919038): the study's batch order for epoch 1, ``default_rng(seed).permutation``, is the one this
-analysis drew, and the builder's seed the same initial weights. Brian2: the same test accuracy
-(0.3622), loss 0.46919058 instead of 0.46919064, weights 1.6e-4 instead of 3.6e-5 apart from the
-reference's (the largest in b1; 1e-6 to 8e-5 in the other matrices), 213-263 (two runs) instead of
-470 samples/s on 2 busy cores: the study's loop runs one Brian2 simulation per batch, each from the
-circuit's fresh resting state, where the analysis ran the whole epoch's presentations one after
-another in one simulation (``train_epoch``); the study's Brian2 weights equal those of a loop of
-``train_step`` over the same batches bit for bit (checked). From epoch 2 on the study's data
-generator continues where the analysis drew ``default_rng(seed + epoch)`` afresh, so longer runs see
-other batches than before (the default's ~87% test accuracy for both backends was measured with the
-old loop).
+it trained through the study: identical, bit for bit, for both runs (test accuracy 0.3622 each;
+loss 0.46919064 Brian2, 0.46919038 reference; weights 3.6e-5 apart): the study's batch order for
+epoch 1, ``default_rng(seed).permutation``, is the one this analysis drew, the builder's seed the
+same initial weights. 704 samples/s (470 before, on a busier machine). From epoch 2 on the study's
+data generator continues where the analysis drew ``default_rng(seed + epoch)`` afresh, so longer
+runs see other batches than before (the default's ~87% test accuracy for both backends was
+measured with the old loop).
 
 Run: ``bioplastic analysis brian2_digits [--epochs=5 --device=runtime --target=cython ...]``
 (``--quick``: one epoch on Brian2's numpy target, no compiler needed; ``--help``: every setting).
@@ -202,7 +196,7 @@ def run(cfg: Config, progress: bool = True) -> dict:
                 initial_weight_drift=weight_drift(b2["folder"], ref["folder"], 0),
                 runs={name: {"run_id": r["run_id"], "folder": str(r["folder"])} for name, r in runs.items()},
                 timing=("samples_per_s, epoch_wall_s: from the study's metrics.jsonl time (seconds in "
-                        "training steps, one train_step per batch, compilation included)"),
+                        "training, one Brian2 run per epoch, compilation included)"),
                 final=dict(acc_brian2=final["acc_brian2"], acc_reference=final["acc_reference"],
                            gap_points=100 * abs(final["acc_brian2"] - final["acc_reference"]),
                            within_3_points=abs(final["acc_brian2"] - final["acc_reference"]) <= 0.03))

@@ -24,21 +24,20 @@ equivalence sweep and the rasters are measurements, not training runs. Time is w
 records: ``metrics.jsonl``'s ``time``, the seconds spent in training steps up to each epoch's end;
 the simulated time of an epoch is one presentation (settle + window) per batch.
 
-Differences from this analysis before it trained through the study: (1) the study's loop calls
-``train_step`` once per batch, a Brian2 run each with the spike-train seed ``seed + k`` of the
-runner's k-th call (its evaluations count as calls too), where the analysis simulated a whole epoch
-in one run: other spike trains; (2) ``--train_samples=n`` keeps the first n digits of the training
-split for every epoch (the task's ``train_samples``), where the analysis drew n at random each epoch,
-and the centring subtracts the mean of those n; (3) from epoch 2 on the study's data generator
-continues where the analysis drew ``default_rng(seed + epoch)`` afresh; (4) the loss per batch is no
-longer kept: the learning figure shows the training loss per epoch (epoch 0: the whole training set
-before training). So ``--quick`` (one epoch of 256 digits) gives other numbers than before (other
-digits, other spike trains; one run each, the spread over seeds not measured): test accuracy 0.362
-(before 0.324), training loss 0.630 (0.650), equivalence error at 10, 40, 160 ms 0.250, 0.152,
-0.065 (0.238, 0.182, 0.063: the same spike seed, digits centred on another mean); 0.047-0.049
-simulated s per wall s in two runs (0.056-0.085, Brian2's own run time of one run per epoch; 2 busy
-cores). The old analysis on the current backend still gives 0.324: the difference comes from (1)-(2).
-The numbers in the settings' comments (accuracy after an epoch by input coding, by centring) were
+The study's loop hands the runner each epoch's batches in one ``train_epoch`` call (one Brian2 run
+per epoch, as before). Differences from this analysis before it trained through the study: (1)
+``--train_samples=n`` keeps the first n digits of the training split for every epoch (the task's
+``train_samples``), where the analysis drew n at random each epoch, and the centring subtracts the
+mean of those n; (2) the spike trains of the k-th runner call use the seed ``seed + k``, and the
+study's epoch-0 evaluation is a call, so training runs on other spike trains than before; (3) from
+epoch 2 on the study's data generator continues where the analysis drew ``default_rng(seed +
+epoch)`` afresh; (4) the loss per batch is no longer kept: the learning figure shows the training
+loss per epoch (epoch 0: the whole training set before training). So ``--quick`` (one epoch of 256
+digits) gives other numbers than before (other digits, other spike trains; one run each, the spread
+over seeds not measured): test accuracy 0.342 (before 0.324), training loss 0.627 (0.650),
+equivalence error at 10, 40, 160 ms 0.250, 0.152, 0.065 (0.238, 0.182, 0.063: the same spike seed,
+digits centred on another mean); 0.085 simulated s per wall s (0.056-0.085 before; 2 cores). The
+numbers in the settings' comments (accuracy after an epoch by input coding, by centring) were
 measured before.
 
 Run: ``bioplastic analysis spiking_digits`` (``--quick``: a 256-sample subset, one epoch, three
@@ -226,8 +225,8 @@ def run(cfg: Config, progress: bool = True) -> dict:
                 equivalence=sweep, recording=rec, label=int(ds.labels_test[0]),
                 prediction=recorder.means["output.r"][0].tolist(),
                 run={"run_id": trained["run_id"], "folder": str(trained["folder"])},
-                timing=("wall_s, train_wall_s: the study's metrics.jsonl time (seconds in training steps, "
-                        "one train_step per batch); simulated: one presentation (settle + window) per batch"),
+                timing=("wall_s, train_wall_s: the study's metrics.jsonl time (seconds in training, one "
+                        "Brian2 run per epoch); simulated: one presentation (settle + window) per batch"),
                 final=dict(test_accuracy=final["test_accuracy"], chance=chance, train_wall_s=train_wall,
                            simulated_s=simulated, sim_s_per_wall_s=simulated / train_wall,
                            samples_per_s=n * cfg.epochs / train_wall,

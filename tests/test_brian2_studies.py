@@ -225,3 +225,60 @@ def test_brian2_digits_trains_through_the_study_and_resumes(tmp_path):
     again = json.loads((tmp_path / "results.json").read_text())
     assert again["history"][0]["acc_brian2"] == row["acc_brian2"]
     assert {name: (f / "metrics.jsonl").stat().st_mtime_ns for name, f in folders.items()} == stamps
+
+
+# --------------------------------------------------------------------------------------------------
+# The training loop hands a Brian2 circuit whole epochs
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.brian2
+def test_the_loop_hands_brian2_whole_epochs_in_batch_order(monkeypatch):
+    """``train`` calls a Brian2 runner's train_epoch once per epoch with that epoch's shuffled batches
+    concatenated: the same weights and per-epoch losses as calling it by hand on the same order
+    (the batch order of ``Dataset.batches`` with the generator of the seed)."""
+    pytest.importorskip("brian2")
+    import bioplastic
+    import circuits
+    from bioplastic.data import Dataset
+    from bioplastic.experiment import train
+
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 5))
+    y = np.eye(3)[rng.integers(0, 3, 12)]
+    ds = Dataset(x[:9], y[:9], y[:9].argmax(1), x[9:], y[9:], y[9:].argmax(1), "toy", ("a", "b", "c"))
+    circuit = circuits.mlp([5, 6, 3], rule="ldfa", rank=2, subspace="local", lr=0.2, seed=1)
+    looped = bioplastic.build(circuit, backend="brian2", settle=0.05)
+    calls = []
+    real = type(looped).train_epoch
+    monkeypatch.setattr(type(looped), "train_epoch",
+                        lambda self, *a, **k: calls.append(len(a[0])) or real(self, *a, **k))
+    history = train(looped, ds, epochs=2, batch_size=4, seed=7)
+    assert calls == [9, 9]  # one call per epoch, every training sample (batches 4, 4, 1)
+    monkeypatch.setattr(type(looped), "train_epoch", real)
+    by_hand = bioplastic.build(circuit, backend="brian2", settle=0.05)
+    order = np.random.default_rng(7)
+    for epoch in (1, 2):
+        xs, ys = zip(*ds.batches(4, order))
+        losses = by_hand.train_epoch(np.concatenate(xs), np.concatenate(ys), batch_size=4)
+        assert history.train_loss[epoch] == pytest.approx(float(np.mean(losses)), rel=1e-12)
+    for key, value in by_hand.get_weights().items():
+        np.testing.assert_array_equal(looped.get_weights()[key], value, err_msg=key)
+
+
+@pytest.mark.brian2
+def test_a_diverging_circuit_is_reported_by_the_loop_with_its_population():
+    pytest.importorskip("brian2")
+    import bioplastic
+    import circuits
+    from bioplastic.data import Dataset
+    from bioplastic.experiment import Diverged, train
+
+    rng = np.random.default_rng(0)
+    x = 1e200 * rng.random((8, 4))
+    y = np.eye(3)[rng.integers(0, 3, 8)]
+    ds = Dataset(x, y, y.argmax(1), x, y, y.argmax(1), "toy", ("a", "b", "c"))
+    runner = bioplastic.build(circuits.mlp([4, 5, 3], rule="fa", lr=1e200, seed=3), backend="brian2", copies=2)
+    with np.errstate(all="ignore"), pytest.warns(Warning), \
+            pytest.raises(Diverged, match=r"diverged at epoch 1.*population 'hidden1'") as err:
+        train(runner, ds, epochs=1, batch_size=2)
+    assert err.value.epoch == 1 and len(err.value.history.test_accuracy) == 1  # epoch 0 kept

@@ -715,13 +715,13 @@ def _train(config: RunConfig, folder: Path, resume: bool, log: RunLog) -> dict:
     lines: list[dict] = []
     history = None
     step = 0  # optimisation steps so far, across epochs and resumes (step snapshots are named by it)
+    n_train, size = len(dataset.x_train), training.batch_size
+    per_epoch = n_train // size if training.drop_last else -(-n_train // size)
     if resume and checkpoint.exists():
         state = load_checkpoint(checkpoint)
         job.load_state(state["state"])
         set_rng_states(data_rng, state["rng"])
         lines = list(state["metrics"])
-        n_train, size = len(dataset.x_train), training.batch_size
-        per_epoch = n_train // size if training.drop_last else -(-n_train // size)
         step = state.get("step", state["epoch"] * per_epoch)  # checkpoints before steps were kept
         # back to the checkpoint's epoch: the epochs after it are trained again, to the same numbers
         write_bytes(metrics, "".join(json_text(line, indent=None) + "\n" for line in lines).encode())
@@ -746,6 +746,9 @@ def _train(config: RunConfig, folder: Path, resume: bool, log: RunLog) -> dict:
             job.snapshot_step(step, folder)
 
     def on_epoch(epoch: int, record: dict) -> None:
+        nonlocal step
+        if step_every is None:  # no step hook (a Brian2 circuit then simulates whole epochs)
+            step = epoch * per_epoch
         line = {"epoch": epoch, **record, **job.measures(record)}
         append_jsonl(metrics, line)
         lines.append(to_jsonable(line))  # as written: non-finite values are null
@@ -763,7 +766,8 @@ def _train(config: RunConfig, folder: Path, resume: bool, log: RunLog) -> dict:
 
     try:
         train(job.runner, dataset, epochs, training.batch_size, rng=data_rng, history=history,
-              on_epoch=on_epoch, before_epoch=before_epoch, on_step=on_step, eval_every=training.eval_every,
+              on_epoch=on_epoch, before_epoch=before_epoch, on_step=on_step if step_every is not None else None,
+              eval_every=training.eval_every,
               drop_last=training.drop_last, shuffle=training.shuffle)
     except Diverged as err:
         log(f"diverged: {err}")

@@ -59,9 +59,9 @@ class Diverged(FloatingPointError):
     history : History
     """
 
-    def __init__(self, epoch: int, step: int, loss: float, history: History):
-        super().__init__(f"training diverged at epoch {epoch}, step {step}: loss = {loss}. Lower the "
-                         "learning rate (lr / feedback_lr).")
+    def __init__(self, epoch: int, step: int, loss: float, history: History, detail: str = ""):
+        super().__init__(f"training diverged at epoch {epoch}, step {step}: loss = {loss}"
+                         + (f" ({detail})" if detail else "") + ". Lower the learning rate (lr / feedback_lr).")
         self.epoch, self.step, self.history = epoch, step, history
 
 
@@ -116,7 +116,10 @@ def train(runner, dataset: Dataset, epochs: int, batch_size: int, seed: int = 0,
         ``before_epoch(epoch)`` before the steps of each epoch (from 1), e.g. to set a learning rate.
     on_step : callable, optional
         ``on_step()`` after every optimisation step whose loss is finite (e.g. to count steps and
-        snapshot the weights).
+        snapshot the weights). Without it, a runner whose ``train_epoch`` simulates an epoch as
+        one run (``simulates_epochs = True``: the Brian2 circuits) gets each epoch's batches, in
+        the same order, in one call: the same steps as one ``train_step`` per batch, without a
+        simulation start per batch.
     eval_every : int
         Evaluate (and call ``on_epoch``) after every ``eval_every``-th epoch and the last; the
         train_loss then is the mean batch loss over the epochs since the previous evaluation.
@@ -133,7 +136,8 @@ def train(runner, dataset: Dataset, epochs: int, batch_size: int, seed: int = 0,
     Raises
     ------
     Diverged
-        (a FloatingPointError) when a loss becomes NaN or infinite; it carries the history so far.
+        (a FloatingPointError) when a loss becomes NaN or infinite, or the runner raises a
+        FloatingPointError of its own (a circuit that went non-finite); it carries the history so far.
     """
     if not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"epochs must be an int >= 0; got {epochs!r}")
@@ -163,6 +167,11 @@ def train(runner, dataset: Dataset, epochs: int, batch_size: int, seed: int = 0,
         record(0, evaluate(runner, dataset.x_train, dataset.y_train, dataset.labels_train)[0], 0.0)
     elapsed = cols["time"][-1]
     # overflow is detected below from the loss and reported with its context, not as numpy warnings
+    whole_epochs = on_step is None and getattr(runner, "simulates_epochs", False)
+
+    def so_far() -> History:
+        return History(**{k: tuple(v) for k, v in cols.items()})
+
     with np.errstate(over="ignore", invalid="ignore"):
         losses = []
         for epoch in range(start + 1, epochs + 1):
@@ -171,10 +180,25 @@ def train(runner, dataset: Dataset, epochs: int, batch_size: int, seed: int = 0,
             t0 = time.perf_counter()
             batches = dataset.batches(batch_size, rng if shuffle else None, augment=augment,
                                       drop_last=drop_last)
+            if whole_epochs:  # one simulation for the epoch's batches, in their order
+                xs, ys = zip(*batches)
+                try:
+                    epoch_losses = np.asarray(runner.train_epoch(np.concatenate(xs), np.concatenate(ys),
+                                                                 batch_size=batch_size), dtype=float)
+                except FloatingPointError as err:  # the runner's own divergence error
+                    raise Diverged(epoch, 0, float("nan"), so_far(), str(err)) from err
+                bad = np.flatnonzero(~np.isfinite(epoch_losses))
+                if bad.size:
+                    raise Diverged(epoch, int(bad[0]), float(epoch_losses[bad[0]]), so_far())
+                losses.extend(epoch_losses.tolist())
+                batches = ()
             for step, (xb, yb) in enumerate(batches):
-                loss = runner.train_step(xb, yb)
+                try:
+                    loss = runner.train_step(xb, yb)
+                except FloatingPointError as err:
+                    raise Diverged(epoch, step, float("nan"), so_far(), str(err)) from err
                 if not np.isfinite(loss):
-                    raise Diverged(epoch, step, loss, History(**{k: tuple(v) for k, v in cols.items()}))
+                    raise Diverged(epoch, step, loss, so_far())
                 losses.append(loss)
                 if on_step is not None:  # its time (a snapshot's write) is not training time
                     t1 = time.perf_counter()
@@ -184,4 +208,4 @@ def train(runner, dataset: Dataset, epochs: int, batch_size: int, seed: int = 0,
             if epoch % eval_every == 0 or epoch == epochs:
                 record(epoch, float(np.mean(losses)), elapsed)
                 losses = []
-    return History(**{k: tuple(v) for k, v in cols.items()})
+    return so_far()

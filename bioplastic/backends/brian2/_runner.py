@@ -221,6 +221,9 @@ class Brian2Runner(AbstractRunner):
     """
 
     backend = "brian2"
+    #: train_epoch simulates all its batches in one Brian2 run (the training loop of
+    #: bioplastic.experiment hands it whole epochs)
+    simulates_epochs = True
 
     def __init__(self, circuit, options: Options | None = None, weights=None):
         check_supported(circuit)  # before validation: a spiking model is valid, just not built here

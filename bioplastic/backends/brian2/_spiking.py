@@ -367,6 +367,9 @@ class SpikingRunner(AbstractRunner):
     """
 
     backend = "brian2"
+    #: train_epoch simulates all its batches in one Brian2 run (the training loop of
+    #: bioplastic.experiment hands it whole epochs)
+    simulates_epochs = True
 
     def __init__(self, circuit, options: SpikingOptions | None = None, weights=None):
         check_supported(circuit)
