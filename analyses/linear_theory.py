@@ -130,6 +130,9 @@ def check(cfg: Config) -> None:
                          f"got {bad}")
     if cfg.samples <= cfg.n_in:
         raise ValueError(f"samples must be > n_in = {cfg.n_in} (to whiten centred inputs); got {cfg.samples}")
+    if cfg.steps % cfg.record_every:
+        raise ValueError(f"steps must be a multiple of record_every = {cfg.record_every} (the final weights "
+                         f"are the last recorded ones); got {cfg.steps}")
 
 
 def initial_weights(cfg: Config, subspace: str, rank: int) -> dict:

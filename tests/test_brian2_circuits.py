@@ -93,6 +93,35 @@ def test_reused_code_objects_give_the_weights_of_fresh_ones():
         assert_close(value, got[False][key], rtol=1e-12, atol=1e-14, what=key)
 
 
+def test_code_objects_are_kept_between_calls_and_follow_a_changed_constant():
+    """The second call runs the first call's code objects (no regeneration); a value a user's
+    object reads from its own namespace, changed between calls, is seen as the baseline sees it."""
+    from brian2 import NeuronGroup
+
+    circuit = circuits.mlp([4, 5, 3], rule="fa", seed=2)
+    x, y = batch(4, 3, n=2, seed=3)
+    ends = {}
+    for optimise in (True, False):
+        runner = bioplastic.build(circuit, backend="brian2", optimise=optimise, copies=2)
+        runner.extend(lambda model: NeuronGroup(1, "dv/dt = k / ms : 1", namespace={"k": 1.0},
+                                                clock=model.sim, name="counter"))
+        runner.train_step(x, y)
+        model = runner.model()
+        before = {obj.name: id(obj.codeobj) for obj in model.network.sorted_objects
+                  if getattr(obj, "codeobj", None) is not None}
+        model.extra["counter"].namespace["k"] = 2.0
+        runner.train_step(x, y)
+        after = {obj.name: id(obj.codeobj) for obj in model.network.sorted_objects
+                 if getattr(obj, "codeobj", None) is not None}
+        kept = [name for name in before if after.get(name) == before[name]]
+        if optimise:  # every runner but the counter's (its constant changed) kept its code
+            assert sorted(set(before) - set(kept)) == ["counter_stateupdater"], set(before) - set(kept)
+        else:
+            assert not kept
+        ends[optimise] = float(model.extra["counter"].v[0])
+    assert ends[True] == ends[False] == pytest.approx(2.0 * runner.steps * runner.dt * 1e3 + 2.0 * runner.dt * 1e3)
+
+
 def test_divergence_names_the_population():
     circuit = circuits.mlp([4, 5, 3], rule="fa", lr=1e200, seed=3)
     runner = bioplastic.build(circuit, backend="brian2", copies=2)

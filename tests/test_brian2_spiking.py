@@ -160,8 +160,8 @@ def test_a_deeper_circuit_relays_hidden_errors_and_matches_the_rule(kwargs):
     relay whose rate difference is that error's window mean (kp's B learns from the relay's and the
     hidden layer's rates); dfa reads the output error at every depth (no relay). 128 presentations at a 100 ms window: the mean update of every matrix within
     40 % of the rule at the circuit's means (worst, W1: 0.11-0.21 measured, two noisy stages reach
-    it; kp's B 0.02), their mean within 20 % (0.05-0.08 measured; the slow sweep shows it shrinking
-    with the window)."""
+    it; kp's B 0.02-0.06: the rule's B moves with W's update, the circuit's reads the relay), their
+    mean within 20 % (0.05-0.08 measured; the slow sweep shows it shrinking with the window)."""
     c = circuits.mlp([6, 10, 8, 3], neuron="lif", lr=1e-3, seed=3, **kwargs)
     layered = kwargs["rule"] != "dfa"
     assert lif.relays(c) == ({"hidden2": "hidden2_error"} if layered else {})

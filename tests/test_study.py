@@ -136,6 +136,22 @@ MISTAKES = {
     "circuit and model": ('[model]\nname = "mlp"\n[circuit]\nhidden = [8]\n', "give a [circuit] or a [model], not both"),
     "unknown builder": ('[circuit]\nbuilder = "circuits.tree"\n', "circuit.builder: cannot import 'circuits.tree'"),
     "not TOML": ("[training\nepochs = 3\n", "not valid TOML"),
+    "too many teacher modes (defaults)": ('[task]\nname = "linear_teacher"\nn_in = 5\n',
+                                          "task.singular_values: a teacher of n_in = 5 inputs has at most 5 modes; got 8"),
+    "checkpoint between evaluations": ("[training]\neval_every = 5\ncheckpoint_every = 3\n",
+                                       "checkpoint_every must be a multiple of eval_every = 5"),
+    "snapshot between evaluations": ("[training]\neval_every = 2\n[record]\nweights_every = 3\n",
+                                     "record.weights_every: snapshots are taken with the metrics lines"),
+    "more digits than the split": ("[task]\ntrain_samples = 5000\n",
+                                   "task.train_samples: the training split holds 1347 samples; got 5000"),
+    "every batch dropped": ("[training]\ndrop_last = true\nbatch_size = 5000\n",
+                            "training.batch_size: with drop_last every batch of an epoch of 1347"),
+    "spiking option on a rate circuit": ('[circuit]\nhidden = [8]\n[feedback]\nrule = "fa"\n'
+                                         '[backend]\nname = "brian2"\noptions = {window = 10.0}\n',
+                                         "backend.options: unknown key 'window' of backend 'brian2' for a rate circuit"),
+    "rate option on a spiking circuit": ('[circuit]\nhidden = [8]\noptions = {neuron = "lif"}\n[feedback]\n'
+                                         'rule = "fa"\n[backend]\nname = "brian2"\noptions = {tau = 0.01}\n',
+                                         "backend.options: unknown key 'tau' of backend 'brian2' for a spiking"),
 }
 
 
@@ -840,3 +856,13 @@ relative_error = true
 def test_cross_entropy_is_refused_for_a_circuit(tmp_path):
     with pytest.raises(StudyError, match="training.loss"):
         load_study(write(tmp_path, TINY.replace("epochs = 3", 'epochs = 3\nloss = "cross_entropy"')))
+
+
+def test_checkpoints_follow_the_evaluations_unless_given():
+    """checkpoint_every not given: one with every metrics line (eval_every); given: as given."""
+    from bioplastic.experiment.study import TrainingSection
+
+    assert TrainingSection(eval_every=5).checkpoint_every == 5
+    assert TrainingSection().checkpoint_every == 1
+    assert TrainingSection(eval_every=5, checkpoint_every=10).checkpoint_every == 10
+    assert TrainingSection(eval_every=5, checkpoint_every=0).checkpoint_every == 0

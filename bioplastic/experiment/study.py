@@ -182,13 +182,15 @@ class LinearTeacherTask(Section):
     """The task."""
     n_in: PositiveInt = 10
     """Input dimension n."""
-    singular_values: Annotated[list[PositiveFloat], Field(min_length=1)] = [5.0, 4.0, 3.0, 2.5, 2.0, 1.5, 1.0, 0.5]
+    # validate_default: the default modes and samples are checked against the n_in and whiten given
+    singular_values: Annotated[list[PositiveFloat], Field(min_length=1, validate_default=True)] = [
+        5.0, 4.0, 3.0, 2.5, 2.0, 1.5, 1.0, 0.5]
     """The teacher's singular values s_1 >= s_2 >= ... > 0, one per output (m = their number <= n_in):
     mode j of S is its j-th largest."""
     whiten: bool = False
     """Centre and whiten the training inputs exactly (X^T X / N = I, as the paper's theory assumes;
     the test inputs by the same map); false: raw Gaussian samples, X^T X / N ~ I."""
-    samples: PositiveInt = 500
+    samples: Annotated[PositiveInt, Field(validate_default=True)] = 500
     """Training samples (all trained on; full batch: batch_size = samples)."""
     test_samples: PositiveInt = 100
     """Test samples, drawn after the training ones (they do not change the training draw)."""
@@ -552,14 +554,21 @@ class TrainingSection(Section):
     ``cross_entropy``: softmax cross-entropy of a [model]'s outputs as logits against the one-hot
     targets (how the authors train their CNNs and ViTs). test_loss and train_loss report this loss."""
 
-    @field_validator("checkpoint_every")
+    @model_validator(mode="before")
     @classmethod
-    def _checkpoint_on_evaluation(cls, value: int, info: ValidationInfo) -> int:
-        every = info.data.get("eval_every")
-        if every is not None and value % every:
-            raise ValueError(f"must be a multiple of training.eval_every = {every} (a checkpoint is "
-                             f"taken with a metrics line), or 0; got {value}")
-        return value
+    def _checkpoint_default(cls, data: Any) -> Any:
+        # not given: a checkpoint with every metrics line (the default 1 is eval_every's default)
+        if isinstance(data, Mapping) and "checkpoint_every" not in data and isinstance(data.get("eval_every"), int):
+            data = {**data, "checkpoint_every": data["eval_every"]}
+        return data
+
+    @model_validator(mode="after")
+    def _checkpoint_on_evaluation(self) -> TrainingSection:
+        if self.checkpoint_every % self.eval_every:
+            raise PydanticCustomError(
+                "checkpoint", f"checkpoint_every must be a multiple of eval_every = {self.eval_every} "
+                              f"(a checkpoint is taken with a metrics line), or 0; got {self.checkpoint_every}")
+        return self
 
 
 class RecordSection(Section):
@@ -581,7 +590,9 @@ class RecordSection(Section):
     """Every this many optimisation steps (and at step 0, before training, and after the last step),
     save every weight, forward and feedback (a [model]: its state dict), as
     snapshots/weights_step_STEP.npz (STEP counted from the start of the run, across epochs and
-    resumes): measures of the weights at a finer grain than epochs, computed afterwards."""
+    resumes): measures of the weights at a finer grain than epochs, computed afterwards. A Brian2
+    circuit then runs one simulation per batch instead of one per epoch (each from the circuit's
+    resting state; a spiking one on other spike trains): the same rule, other numbers."""
     activity_every: PositiveInt | None = None
     """Every this many epochs (and at epoch 0), save the activity on a fixed probe, the first
     ``activity_samples`` test inputs, as snapshots/activity_EPOCH.npz: a circuit's rates h1..hL of
@@ -1193,6 +1204,42 @@ def _check_task(task) -> list[Problem]:
     return problems
 
 
+def _train_size(task) -> int | None:
+    """Training samples of a bundled task that is cheap to count (None for the others)."""
+    if task.name == "digits":
+        from ..data import load_digits
+
+        return len(load_digits(task.test_fraction, task.split_seed, classes=task.classes).x_train)
+    if task.name == "linear_teacher":
+        return task.samples
+    if task.name == "teacher_student":
+        return _n_train(task.samples, task.test_fraction)
+    return None
+
+
+def _check_schedule_of_records(config) -> list[Problem]:
+    """What the sizes of the data and the evaluation schedule allow: snapshots taken at evaluated
+    epochs, a training subset no larger than the split, an epoch that keeps a batch."""
+    problems = []
+    every = config.training.eval_every
+    for key in ("weights_every", "activity_every"):
+        value = getattr(config.record, key)
+        if value is not None and value % every:
+            problems.append(Problem(f"record.{key}", f"snapshots are taken with the metrics lines: must be "
+                                                     f"a multiple of training.eval_every = {every}; got {value}"))
+    n = _train_size(config.task)
+    wanted = getattr(config.task, "train_samples", None)
+    if wanted is not None and n is not None:
+        full = _train_size(config.task.model_copy(update={"train_samples": None}))
+        if wanted > full:
+            problems.append(Problem("task.train_samples", f"the training split holds {full} samples; got {wanted}"))
+            n = None
+    if n is not None and config.training.drop_last and config.training.batch_size > n:
+        problems.append(Problem("training.batch_size", f"with drop_last every batch of an epoch of {n} training "
+                                                       f"samples is dropped; got batch_size {config.training.batch_size}"))
+    return problems
+
+
 def _n_train(samples: int, test_fraction: float) -> int:
     """Training samples of a teacher-student task (the first ones)."""
     return int(math.floor(samples * (1.0 - test_fraction) + 1e-9))
@@ -1277,6 +1324,7 @@ def check_run(config: RunConfig) -> list[Problem]:
         return problems
     problems += _check_task(config.task)
     problems += _rank_problems(config)
+    problems += _check_schedule_of_records(config)
     if problems:
         return problems
     if config.circuit is not None:
@@ -1362,6 +1410,17 @@ def _check_backend_options(circuit, backend) -> list[Problem]:
     whose build passes them on; read from the signature elsewhere, where building costs more)."""
     from .. import backends
 
+    if backend.name == "brian2":  # its build takes **options: those of the circuit's kind
+        from dataclasses import fields as dataclass_fields
+
+        from ..backends.brian2 import Options, SpikingOptions, _spiking
+
+        spiking = _spiking.is_spiking(circuit)
+        valid = [f.name for f in dataclass_fields(SpikingOptions if spiking else Options)]
+        bad = [k for k in backend.options if k not in valid]
+        kind = "a spiking (lif) circuit" if spiking else "a rate circuit"
+        return [Problem("backend.options", unknown_key(bad[0], valid, f" of backend 'brian2' for {kind}"))] \
+            if bad else []
     taken = ("circuit", "weights", "dtype", "device")
     module = importlib.import_module(backends.BACKENDS[backend.name])
     accepted = inspect.signature(module.build).parameters

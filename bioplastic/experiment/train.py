@@ -55,13 +55,16 @@ class Diverged(FloatingPointError):
     Attributes
     ----------
     epoch, step : int
-        Where the loss stopped being finite (epoch from 1, step from 0).
+        Where the loss stopped being finite (epoch from 1, step from 0; step None when a runner
+        that simulates a whole epoch at once diverged somewhere in it).
     history : History
     """
 
-    def __init__(self, epoch: int, step: int, loss: float, history: History, detail: str = ""):
-        super().__init__(f"training diverged at epoch {epoch}, step {step}: loss = {loss}"
-                         + (f" ({detail})" if detail else "") + ". Lower the learning rate (lr / feedback_lr).")
+    def __init__(self, epoch: int, step: int | None, loss: float, history: History, detail: str = ""):
+        where = f"epoch {epoch}, step {step}" if step is not None else f"epoch {epoch}"
+        # the runner's own message (``detail``) says what went non-finite and what to lower
+        super().__init__(f"training diverged at {where}: " + (detail or f"loss = {loss}. Lower the "
+                                                                         "learning rate (lr / feedback_lr)."))
         self.epoch, self.step, self.history = epoch, step, history
 
 
@@ -118,8 +121,10 @@ def train(runner, dataset: Dataset, epochs: int, batch_size: int, seed: int = 0,
         ``on_step()`` after every optimisation step whose loss is finite (e.g. to count steps and
         snapshot the weights). Without it, a runner whose ``train_epoch`` simulates an epoch as
         one run (``simulates_epochs = True``: the Brian2 circuits) gets each epoch's batches, in
-        the same order, in one call: the same steps as one ``train_step`` per batch, without a
-        simulation start per batch.
+        the same order, in one call: the same batches and steps as one ``train_step`` per batch,
+        without a simulation start per batch (a rate circuit then carries its state from one
+        presentation to the next, which moves the weights within its settling error; a spiking
+        circuit draws other spike trains).
     eval_every : int
         Evaluate (and call ``on_epoch``) after every ``eval_every``-th epoch and the last; the
         train_loss then is the mean batch loss over the epochs since the previous evaluation.
@@ -181,17 +186,18 @@ def train(runner, dataset: Dataset, epochs: int, batch_size: int, seed: int = 0,
             batches = dataset.batches(batch_size, rng if shuffle else None, augment=augment,
                                       drop_last=drop_last)
             if whole_epochs:  # one simulation for the epoch's batches, in their order
-                xs, ys = zip(*batches)
+                pairs = list(batches)
+                batches = ()
                 try:
-                    epoch_losses = np.asarray(runner.train_epoch(np.concatenate(xs), np.concatenate(ys),
-                                                                 batch_size=batch_size), dtype=float)
+                    epoch_losses = np.asarray(runner.train_epoch(
+                        np.concatenate([xb for xb, _ in pairs]), np.concatenate([yb for _, yb in pairs]),
+                        batch_size=batch_size), dtype=float) if pairs else np.zeros(0)
                 except FloatingPointError as err:  # the runner's own divergence error
-                    raise Diverged(epoch, 0, float("nan"), so_far(), str(err)) from err
+                    raise Diverged(epoch, None, float("nan"), so_far(), str(err)) from err
                 bad = np.flatnonzero(~np.isfinite(epoch_losses))
                 if bad.size:
                     raise Diverged(epoch, int(bad[0]), float(epoch_losses[bad[0]]), so_far())
                 losses.extend(epoch_losses.tolist())
-                batches = ()
             for step, (xb, yb) in enumerate(batches):
                 try:
                     loss = runner.train_step(xb, yb)

@@ -58,11 +58,11 @@ def describe(runner, model) -> dict:
                      for name, group in getattr(model, "mismatch", {}).items()],
     }
     for name, group in model.groups.items():
-        # a spiking circuit's own populations (error relays) are named after the one they serve
+        # a spiking circuit's own populations (error relays) are named after the one they serve;
+        # size: neurons per copy (a signed population's ON and OFF halves together)
         base = name if name in g.nodes else name.rsplit("_", 1)[0]
         data["populations"].append({
-            "name": name, "role": roles.get(name, f"relay of {base}"),
-            "size": g.nodes[base]["size"] if base in g.nodes else len(group) // model.copies,
+            "name": name, "role": roles.get(name, f"relay of {base}"), "size": len(group) // model.copies,
             "neurons": len(group),
             "equations": str(group.equations).strip(), "linked": _linked(group),
             "code": _code_runners(group)})

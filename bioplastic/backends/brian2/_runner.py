@@ -127,10 +127,23 @@ def _frozen_gc():
 
 
 def _code_key(model: _network.Model) -> tuple:
-    """What the generated code of ``model`` depends on between calls: the identity of each schedule
-    (a larger one replaces it) and the namespace's constants (baked into the code objects)."""
-    return (tuple(sorted((k, id(v)) for k, v in model.timed.items())),
+    """What the generated code of ``model`` depends on between calls: each schedule object (a
+    larger one replaces it; the key holds them, so a replaced one's id is never reused while it is
+    compared) and the namespace's constants (baked into the code objects)."""
+    return (tuple((k, model.timed[k]) for k in sorted(model.timed)),
             tuple(sorted((k, repr(v)) for k, v in model.namespace.items() if k not in model.timed)))
+
+
+def _baked(obj) -> str:
+    """What a code object of runner ``obj`` bakes in besides the network's key: the own namespace
+    and the scalar constants (``(shared, constant)``) of the group it runs for."""
+    group = getattr(obj, "group", None)
+    group = obj if group is None else group
+    names = sorted((k, repr(v)) for k, v in (getattr(group, "namespace", None) or {}).items())
+    constants = [(name, repr(np.asarray(var.get_value()).tolist()))
+                 for name, var in getattr(group, "variables", {}).items()
+                 if getattr(var, "scalar", False) and getattr(var, "constant", False) and hasattr(var, "get_value")]
+    return repr((names, constants))
 
 
 def _reuse_code(net, key: tuple) -> None:
@@ -140,8 +153,9 @@ def _reuse_code(net, key: tuple) -> None:
     of a short train_step on the numpy target) although nothing they depend on changed: the
     circuit's arrays are updated in place (weights, restored state, schedules refilled by
     :func:`_fill_schedules`), and what a code object bakes in (constants, sizes, the schedule
-    objects) is what ``key`` names. A runner made since (a user's object) or a changed ``key``
-    generates afresh. Exact: the same code runs on the same arrays.
+    objects) is what ``key`` names, with the group's own namespace and scalar constants
+    (:func:`_baked`, so a value a user changes between calls is seen). A runner made since (a
+    user's object) or a changed key generates afresh. Exact: the same code runs on the same arrays.
     """
     from brian2.core.network import _get_all_objects
     from brian2.groups.group import CodeRunner
@@ -153,9 +167,10 @@ def _reuse_code(net, key: tuple) -> None:
         generate = obj.create_code_objects  # the class's method, bound to obj
 
         def create_code_objects(run_namespace, obj=obj, generate=generate):
-            if getattr(obj, "_bioplastic_code_key", None) != net._bioplastic_code_key:
+            now = (net._bioplastic_code_key, _baked(obj))
+            if getattr(obj, "_bioplastic_code_key", None) != now:
                 generate(run_namespace)
-                obj._bioplastic_code_key = net._bioplastic_code_key
+                obj._bioplastic_code_key = now
 
         obj.create_code_objects = create_code_objects
 

@@ -994,9 +994,11 @@ def reference_update(circuit, weights: dict, x: np.ndarray, means: dict) -> dict
     estimate of yhat - y, with the error neurons' own spike-count noise), and f'(a_l) replaced by
     the mean surrogate psi of each hidden neuron: what the circuit's mean weight change should be
     if every product of traces equalled the product of their means (the statistical-equivalence
-    claim of the module docstring). In a deeper circuit the error of a relayed hidden layer is the
-    one its relay carries, (rate_on - rate_off) / error_rate, an unbiased estimate of the layer's
-    window-mean psi(v) u (not of the product of the means), and the layer below receives that.
+    claim of the module docstring). In a deeper circuit a relayed hidden layer's error reaches the
+    synapses that read its relay (the feedback factors it feeds, the layer below) as the relay
+    carries it, (rate_on - rate_off) / error_rate, an unbiased estimate of the layer's window-mean
+    psi(v) u; the layer's own forward weights, whose eligibility reads psi(v) u in the neuron
+    itself, get the rule's psi u at the means.
 
     Returns
     -------
@@ -1014,17 +1016,17 @@ def reference_update(circuit, weights: dict, x: np.ndarray, means: dict) -> dict
     relayed = relays(circuit)
     if rule.topology == "layer" and relayed:
         L = len(layers) - 1
-        delta: list = [None] * (L + 1)
-        delta[L] = e
+        own: list = [None] * (L + 1)  # each layer's error in its neurons (its W's eligibility)
+        sent: list = [None] * (L + 1)  # the error its outgoing feedback synapses read
+        own[L] = sent[L] = e
         for l in range(L - 1, 0, -1):
-            if layers[l + 1] in relayed:  # the error the relay of layer l + 1 carries
-                name = relayed[layers[l + 1]]
-                delta[l + 1] = means[f"{name}_on.r"] - means[f"{name}_off.r"]
-            delta[l] = psi[l] * rule.deliver(weights, l + 1, delta[l + 1])
+            own[l] = psi[l] * rule.deliver(weights, l + 1, sent[l + 1])
+            relay = relayed.get(layers[l])
+            sent[l] = means[f"{relay}_on.r"] - means[f"{relay}_off.r"] if relay else own[l]
     else:
-        delta = rule.layer_errors(weights, psi, e, lambda a: a)
-    grads = forward_gradients(h, delta, weights)
-    grads.update(rule.feedback_gradients(weights, h, delta, grads))
+        own = sent = rule.layer_errors(weights, psi, e, lambda a: a)
+    grads = forward_gradients(h, own, weights)
+    grads.update(rule.feedback_gradients(weights, h, sent, grads))
     return grads
 
 
