@@ -40,6 +40,13 @@ digits centred on another mean); 0.085 simulated s per wall s (0.056-0.085 befor
 numbers in the settings' comments (accuracy after an epoch by input coding, by centring) were
 measured before.
 
+What the default run measured (seed 0, 2 idle cores): held-out accuracy 82.2 %, 89.1 %, 90.0 %
+after epochs 1-3, training loss 0.363, 0.165, 0.122; 111 s of training, 0.085 simulated s per wall
+s; equivalence error 0.21 at a 10 ms window down to 0.049 at 320 ms. With each epoch's last
+3-digit batch kept (``--drop_last=false``) the same run gave 60.0 %, 82.4 %, 36.9 %: that batch's
+step (a mean over 3 digits, at lr 0.2) silenced an output neuron (accuracy 0.91 before the last
+chunk of epoch 3, 0.80 after it, measured by hand).
+
 Run: ``bioplastic analysis spiking_digits`` (``--quick``: a 256-sample subset, one epoch, three
 windows; ``--help``: every setting). Writes ``results/spiking_digits/{config.json, results.json,
 learning.{png,svg}, equivalence.{png,svg}, rasters.{png,svg}}`` and the study in
@@ -72,6 +79,9 @@ class Config:
                                       # for a few epochs at batch 64
     feedback_lr: float = 0.02         # P, Q: slower than W, as the relu rate reference needs at this lr
     batch_size: PositiveInt = 64      # = parallel copies: per-step cost is shared by more samples
+    drop_last: bool = True            # skip each epoch's last 3 digits (1347 = 21 x 64 + 3): a
+                                      # 3-digit batch's step, at lr 0.2 and with spike noise, took
+                                      # held-out accuracy from 0.91 to 0.80 (measured, epoch 3)
     epochs: PositiveInt = 3           # fits the time budget on 2 busy cores
     train_samples: int = 0            # 0: the whole training split (1347 digits); n: its first n
     settle: float = 50.0              # ms before the window: input -> ... -> apical takes ~50 ms
@@ -129,7 +139,7 @@ def study(cfg: Config) -> dict:
             "circuit": {"hidden": [cfg.hidden], "activation": "tanh", "options": {"neuron": "lif"}},
             "feedback": {"rule": "ldfa", "subspace": cfg.subspace, "rank": cfg.rank},
             "optimizer": {"lr": cfg.lr, "feedback_lr": cfg.feedback_lr},
-            "training": {"epochs": cfg.epochs, "batch_size": cfg.batch_size},
+            "training": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "drop_last": cfg.drop_last},
             "backend": {"name": "brian2", "options": options}}
 
 
@@ -193,14 +203,16 @@ def run(cfg: Config, progress: bool = True) -> dict:
     ds, metrics = trained["dataset"], trained["metrics"]
     n = len(ds.x_train)
     presentation_s = (cfg.settle + cfg.window) / 1e3  # one per batch: the batch is simulated side by side
-    sim_epoch = math.ceil(n / cfg.batch_size) * presentation_s
+    batches = n // cfg.batch_size if cfg.drop_last else math.ceil(n / cfg.batch_size)
+    sim_epoch = batches * presentation_s
+    per_epoch = batches * cfg.batch_size if cfg.drop_last else n  # samples trained per epoch
     bar = Progress(2, desc="spiking_digits", enabled=progress)
     history = []
     chance = float(np.max(np.bincount(ds.labels_test)) / len(ds.labels_test))
     for before, line in zip(metrics, metrics[1:]):
         seconds = line["time"] - before["time"]
         history.append(dict(epoch=line["epoch"], loss=line["train_loss"], test_accuracy=line["test_accuracy"],
-                            wall_s=line["time"], sim_s_per_wall_s=sim_epoch / seconds, samples_per_s=n / seconds))
+                            wall_s=line["time"], sim_s_per_wall_s=sim_epoch / seconds, samples_per_s=per_epoch / seconds))
         bar.write(f"epoch {line['epoch']}: loss {line['train_loss']:.3f}, test accuracy "
                   f"{line['test_accuracy']:.3f}, {sim_epoch / seconds:.3f} simulated s per wall s")
     train_wall = metrics[-1]["time"]
@@ -229,7 +241,7 @@ def run(cfg: Config, progress: bool = True) -> dict:
                         "Brian2 run per epoch); simulated: one presentation (settle + window) per batch"),
                 final=dict(test_accuracy=final["test_accuracy"], chance=chance, train_wall_s=train_wall,
                            simulated_s=simulated, sim_s_per_wall_s=simulated / train_wall,
-                           samples_per_s=n * cfg.epochs / train_wall,
+                           samples_per_s=per_epoch * cfg.epochs / train_wall,
                            equivalence_error_by_window={r["window_ms"]: r["mean_error"] for r in sweep["rows"]}))
 
 
