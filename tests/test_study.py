@@ -139,7 +139,7 @@ MISTAKES = {
     "too many teacher modes (defaults)": ('[task]\nname = "linear_teacher"\nn_in = 5\n',
                                           "task.singular_values: a teacher of n_in = 5 inputs has at most 5 modes; got 8"),
     "checkpoint between evaluations": ("[training]\neval_every = 5\ncheckpoint_every = 3\n",
-                                       "checkpoint_every must be a multiple of eval_every = 5"),
+                                       "training.checkpoint_every: must be a multiple of training.eval_every = 5"),
     "snapshot between evaluations": ("[training]\neval_every = 2\n[record]\nweights_every = 3\n",
                                      "record.weights_every: snapshots are taken with the metrics lines"),
     "more digits than the split": ("[task]\ntrain_samples = 5000\n",

@@ -562,13 +562,14 @@ class TrainingSection(Section):
             data = {**data, "checkpoint_every": data["eval_every"]}
         return data
 
-    @model_validator(mode="after")
-    def _checkpoint_on_evaluation(self) -> TrainingSection:
-        if self.checkpoint_every % self.eval_every:
-            raise PydanticCustomError(
-                "checkpoint", f"checkpoint_every must be a multiple of eval_every = {self.eval_every} "
-                              f"(a checkpoint is taken with a metrics line), or 0; got {self.checkpoint_every}")
-        return self
+    @field_validator("checkpoint_every")
+    @classmethod
+    def _checkpoint_on_evaluation(cls, value: int, info: ValidationInfo) -> int:
+        every = info.data.get("eval_every")
+        if every is not None and value % every:
+            raise ValueError(f"must be a multiple of training.eval_every = {every} (a checkpoint is "
+                             f"taken with a metrics line), or 0; got {value}")
+        return value
 
 
 class RecordSection(Section):
