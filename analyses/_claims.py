@@ -287,6 +287,26 @@ RULE_STYLE = {"bp": dict(color="black", ls="-", marker="x"),
 METRICS = ("test_accuracy", "relative_error")
 
 
+def run_analysis_study(loaded, folder, jobs: int, resume: bool, progress: bool, header: str) -> dict:
+    """Run an analysis's study ``loaded`` in ``folder``: on the process pool for more than one job,
+    else in this process; continued with ``resume``, else started afresh. Its results by run id
+    (``state``, ``error``, ``metrics``, ...)."""
+    from bioplastic.experiment.launch import run_study
+
+    return run_study(loaded, folder, resume=resume, overwrite=not resume,
+                     executor="process" if jobs > 1 else "inprocess", jobs=jobs, progress=progress,
+                     header=header).results
+
+
+def require(results: dict, run_id: str, what: str, states=("finished",)) -> dict:
+    """The result of run ``run_id``; raises naming ``what`` when its state is not one of ``states``
+    (its log in the run folder says why)."""
+    result = results[run_id]
+    if result["state"] not in states:
+        raise RuntimeError(f"{what} ({run_id}) {result['state']}: {result.get('error')}")
+    return result
+
+
 def run_conditions(setup: dict, conds: list[dict], seeds, jobs: int, desc: str,
                    progress: bool = True, out: str | os.PathLike | None = None,
                    resume: bool = False) -> tuple[list[dict], int]:
@@ -296,7 +316,6 @@ def run_conditions(setup: dict, conds: list[dict], seeds, jobs: int, desc: str,
     default a temporary folder). Prints one line per finished run."""
     import tempfile
 
-    from bioplastic.experiment.launch import run_study
     from bioplastic.experiment.run import read_metrics, run_folder
     from bioplastic.experiment.study import study_from_mapping
 
@@ -319,10 +338,8 @@ def run_conditions(setup: dict, conds: list[dict], seeds, jobs: int, desc: str,
               f"{setup['epochs']} epochs, {jobs} process{'es' if jobs > 1 else ''}")
 
     def go(folder) -> dict:
-        outcome = run_study(loaded, folder, resume=resume, overwrite=not resume,
-                            executor="process" if jobs > 1 else "inprocess", jobs=jobs, progress=progress,
-                            header=header)
-        return {i: (res, read_metrics(run_folder(folder, i))) for i, res in outcome.results.items()}
+        results = run_analysis_study(loaded, folder, jobs, resume, progress, header)
+        return {i: (res, read_metrics(run_folder(folder, i))) for i, res in results.items()}
 
     if out is None:
         with tempfile.TemporaryDirectory(prefix="bioplastic-") as tmp:

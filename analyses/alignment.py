@@ -295,7 +295,6 @@ def summarize(runs: list) -> dict:
 def run(cfg: Config, progress: bool = True) -> dict:
     """Train every condition for every seed (one study, its runs in ``OUT/study/runs``), then
     measure every run's weight snapshots; no plotting. ``progress``: a bar on stderr."""
-    from bioplastic.experiment.launch import run_study
     from bioplastic.experiment.run import load_task, run_folder
     from bioplastic.experiment.study import RunConfig, study_from_mapping
 
@@ -312,9 +311,7 @@ def run(cfg: Config, progress: bool = True) -> dict:
     header = (f"alignment on digits: MLP {'-'.join(map(str, cfg.sizes))} {cfg.activation}, rank "
               f"{cfg.rank}, {len(cfg.conditions)} conditions x {len(cfg.seeds)} seeds x {cfg.epochs} "
               f"epochs, {jobs} process{'es' if jobs > 1 else ''}")
-    outcome = run_study(loaded, folder, resume=cfg.resume, overwrite=not cfg.resume,
-                        executor="process" if jobs > 1 else "inprocess", jobs=jobs, progress=progress,
-                        header=header)
+    results = _claims.run_analysis_study(loaded, folder, jobs, cfg.resume, progress, header)
     x, y = dataset.x_train, dataset.y_train
     by_run = {(condition_of(r), r["seed"]): r["run_id"] for r in loaded.runs}
     conds = {}
@@ -325,9 +322,7 @@ def run(cfg: Config, progress: bool = True) -> dict:
             runs = []
             for seed in cfg.seeds:
                 run_id = by_run[name, seed]
-                result = outcome.results[run_id]
-                if result["state"] not in ("finished", "diverged"):
-                    raise RuntimeError(f"run {run_id} {result['state']}: {result.get('error')}")
+                result = _claims.require(results, run_id, "run", ("finished", "diverged"))
                 diverged = result["state"] == "diverged"
                 series = measure_run(run_folder(folder, run_id), rule, subspace, cfg.activation, x, y)
                 runs.append(dict(series, seed=seed, run_id=run_id, diverged=diverged,

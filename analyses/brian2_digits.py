@@ -52,6 +52,10 @@ from bioplastic import experiment
 from bioplastic.experiment.cmdline import parse_command_line
 from bioplastic.experiment.progress import Progress
 
+if str(Path(__file__).resolve().parent) not in sys.path:  # run as a file: the helpers beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _claims  # noqa: E402
+
 
 @dataclass(frozen=True)
 class Config:
@@ -127,22 +131,18 @@ def study(cfg: Config) -> dict:
 def train(cfg: Config, progress: bool = True) -> dict:
     """Run the study of :func:`study` in ``OUT/study`` (resumed with ``cfg.resume``); backend name
     -> ``{"run_id", "folder", "metrics"}`` (metrics: one dict per epoch, epoch 0 first)."""
-    from bioplastic.experiment.launch import run_study
     from bioplastic.experiment.run import read_metrics, run_folder
     from bioplastic.experiment.study import study_from_mapping
 
     loaded = study_from_mapping(study(cfg), name="brian2_digits")
     out = Path(cfg.out) / "study"
-    outcome = run_study(loaded, out, resume=cfg.resume, overwrite=not cfg.resume, executor="inprocess",
-                        jobs=1, progress=progress,
-                        header=f"brian2_digits: 64-{cfg.hidden}-10 ldfa r={cfg.rank} on brian2 "
-                               f"({cfg.device}/{cfg.target}) and reference, {cfg.epochs} epochs")
+    results = _claims.run_analysis_study(
+        loaded, out, 1, cfg.resume, progress,
+        f"brian2_digits: 64-{cfg.hidden}-10 ldfa r={cfg.rank} on brian2 ({cfg.device}/{cfg.target}) and "
+        f"reference, {cfg.epochs} epochs")
     runs = {}
     for run in loaded.runs:
-        result = outcome.results[run["run_id"]]
-        if result["state"] != "finished":
-            raise RuntimeError(f"the {run['backend']['name']} run ({out}/runs/{run['run_id']}) "
-                               f"{result['state']}: {result['error']}")
+        _claims.require(results, run["run_id"], f"the {run['backend']['name']} run in {out}/runs")
         folder = run_folder(out, run["run_id"])
         runs[run["backend"]["name"]] = {"run_id": run["run_id"], "folder": folder,
                                         "metrics": read_metrics(folder)}

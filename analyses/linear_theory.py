@@ -59,7 +59,6 @@ Run: ``bioplastic analysis linear_theory [--steps=20000 ...]`` (``--quick`` for 
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -73,6 +72,10 @@ import circuits
 from bioplastic import data, experiment, theory
 from bioplastic.experiment.cmdline import parse_command_line
 from bioplastic.experiment.progress import Progress
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # run as a file: the helpers beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _claims  # noqa: E402
 
 #: The study's description: this file's first paragraph.
 DESCRIPTION = " ".join(__doc__.split("\n\n", 1)[0].split())
@@ -184,37 +187,27 @@ def study(cfg: Config) -> dict:
 def train_study(cfg: Config, progress: bool = True) -> dict[str, dict]:
     """Run the study (its runs in ``OUT/study/runs``); per simulated run, its weights by step (the
     snapshots at multiples of ``record_every``)."""
-    from bioplastic.experiment.launch import run_study
     from bioplastic.experiment.run import load_snapshot, run_folder, step_snapshots
     from bioplastic.experiment.study import study_from_mapping
 
     loaded = study_from_mapping(study(cfg))
-    jobs = max(1, min(cfg.jobs or (os.cpu_count() or 1), len(loaded.runs)))
+    jobs = _claims.jobs_for(cfg.jobs, len(loaded.runs))
     folder = Path(cfg.out) / "study"
-    outcome = run_study(loaded, folder, resume=cfg.resume, overwrite=not cfg.resume,
-                        executor="process" if jobs > 1 else "inprocess", jobs=jobs, progress=progress,
-                        header=f"linear theory: {len(loaded.runs)} simulated runs x {cfg.steps} steps, "
-                               f"{jobs} process{'es' if jobs > 1 else ''}")
+    results = _claims.run_analysis_study(
+        loaded, folder, jobs, cfg.resume, progress,
+        f"linear theory: {len(loaded.runs)} simulated runs x {cfg.steps} steps, {jobs} process{'es' if jobs > 1 else ''}")
+    dotted = _claims._dotted
     out = {}
     for name, keys in run_settings(cfg).items():
-        found = [r for r in loaded.runs if all(_dotted(r, k) == v for k, v in keys.items())
-                 and (name == "whitened_fixed" or not _dotted(r, "task.whiten"))]
+        found = [r for r in loaded.runs if all(dotted(r, k) == v for k, v in keys.items())
+                 and (name == "whitened_fixed" or not dotted(r, "task.whiten"))]
         if len(found) != 1:
             raise RuntimeError(f"simulated run {name} matches {len(found)} runs of the study")
         run_id = found[0]["run_id"]
-        result = outcome.results[run_id]
-        if result["state"] != "finished":
-            raise RuntimeError(f"run {run_id} {result['state']}: {result.get('error')}")
+        _claims.require(results, run_id, f"simulated run {name}")
         snaps = step_snapshots(run_folder(folder, run_id))
         out[name] = {step: load_snapshot(path) for step, path in snaps.items() if step % cfg.record_every == 0}
     return out
-
-
-def _dotted(run: dict, key: str):
-    value = run
-    for part in key.split("."):
-        value = value[part]
-    return value
 
 
 def first_learnt(steps, modes, level: float) -> list:

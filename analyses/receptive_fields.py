@@ -351,22 +351,18 @@ def train(cfg: Config, progress: bool = True) -> tuple:
     """Train the study of ``cfg`` into ``OUT/study`` (resumed with ``cfg.resume``); (the loaded
     study, its folder, the results by run id (``state``, ``error``, ...), worker processes used).
     Raises if a run failed (its log names why)."""
-    from bioplastic.experiment.launch import run_study
-
     loaded = loaded_study(cfg)
     folder = Path(cfg.out) / "study"
     jobs = _claims.jobs_for(cfg.jobs, len(loaded.runs))
     header = (f"receptive fields: {len(conditions(cfg))} conditions x {len(cfg.seeds)} seeds x "
               f"{cfg.epochs} epochs ({cfg.classes} pictures, {cfg.image_size} px); "
               f"{jobs} process{'es' if jobs > 1 else ''}")
-    outcome = run_study(loaded, folder, resume=cfg.resume, overwrite=not cfg.resume,
-                        executor="process" if jobs > 1 else "inprocess", jobs=jobs, progress=progress,
-                        header=header)
-    failed = {k: v.get("error") for k, v in outcome.results.items() if v["state"] == "failed"}
+    results = _claims.run_analysis_study(loaded, folder, jobs, cfg.resume, progress, header)
+    failed = {k: v.get("error") for k, v in results.items() if v["state"] == "failed"}
     if failed:
         raise RuntimeError(f"{len(failed)} runs failed (logs: {folder}/runs/<run>/log.txt): "
                            f"{dict(list(failed.items())[:3])}")
-    return loaded, folder, outcome.results, jobs
+    return loaded, folder, results, jobs
 
 
 # --------------------------------------------------------------------------------------------------

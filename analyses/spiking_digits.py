@@ -69,6 +69,10 @@ from bioplastic import experiment
 from bioplastic.experiment.cmdline import parse_command_line
 from bioplastic.experiment.progress import Progress
 
+if str(Path(__file__).resolve().parent) not in sys.path:  # run as a file: the helpers beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _claims  # noqa: E402
+
 
 @dataclass(frozen=True)
 class Config:
@@ -148,21 +152,18 @@ def train(cfg: Config, progress: bool = True) -> dict:
     ``{"run_id", "folder", "metrics", "dataset", "weights"}`` (metrics: a dict per epoch, epoch 0
     first; dataset: the run's data, centred as it trained; weights: the final ones, from its
     checkpoint)."""
-    from bioplastic.experiment.launch import run_study
     from bioplastic.experiment.run import CHECKPOINT, load_checkpoint, load_task, read_metrics, run_folder
     from bioplastic.experiment.study import study_from_mapping
 
     loaded = study_from_mapping(study(cfg), name="spiking_digits")
     out = Path(cfg.out) / "study"
-    outcome = run_study(loaded, out, resume=cfg.resume, overwrite=not cfg.resume, executor="inprocess",
-                        jobs=1, progress=progress,
-                        header=f"spiking_digits: spiking 64-{cfg.hidden}-10 ldfa r={cfg.rank}, {cfg.epochs} "
-                               f"epoch{'s' * (cfg.epochs > 1)} ({cfg.target})")
+    results = _claims.run_analysis_study(
+        loaded, out, 1, cfg.resume, progress,
+        f"spiking_digits: spiking 64-{cfg.hidden}-10 ldfa r={cfg.rank}, {cfg.epochs} "
+        f"epoch{'s' * (cfg.epochs > 1)} ({cfg.target})")
     (run,) = loaded.runs
-    result = outcome.results[run["run_id"]]
+    _claims.require(results, run["run_id"], f"the training run in {out}/runs")
     folder = run_folder(out, run["run_id"])
-    if result["state"] != "finished":
-        raise RuntimeError(f"the training run ({folder}) {result['state']}: {result['error']}")
     return {"run_id": run["run_id"], "folder": folder, "metrics": read_metrics(folder),
             "dataset": load_task(loaded.study.task),
             "weights": load_checkpoint(folder / CHECKPOINT)["state"]["weights"]}
